@@ -3,7 +3,7 @@ import PackageDescription
 
 // Architecture, dependencies pointing one way:
 //   AudioCapture ─┐
-//   FrontEnd ← HTSAT ← Detection ← htsatd (daemon, CLI)
+//   FrontEnd ← HTSAT ← Detection ← Daemon ← htsatd (executable)
 //   Sinks ────────────────────────┘
 let package = Package(
     name: "htsatd",
@@ -41,11 +41,13 @@ let package = Package(
         ]),
         // Event outputs: stdout, Unix socket, log file.
         .target(name: "Sinks", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "htsatd", dependencies: [
-            "Detection", "Sinks", "AudioCapture", "HTSAT", "CSystemd", "COpenBLAS",
+        // The daemon and its commands: configuration, pipeline wiring, signals, systemd.
+        .target(name: "Daemon", dependencies: [
+            "Detection", "Sinks", "AudioCapture", "HTSAT", "CSystemd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .executableTarget(name: "htsatd", dependencies: ["Daemon"]),
 
         // Fixture lookup shared by the test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -53,7 +55,7 @@ let package = Package(
         .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "TestSupport"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "HTSAT", "AudioCapture", "TestSupport"]),
         .testTarget(name: "SinksTests", dependencies: ["Sinks", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["htsatd", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
