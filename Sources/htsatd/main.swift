@@ -1,1 +1,3 @@
-print("htsatd")
+import Daemon
+
+HTSATD.main()

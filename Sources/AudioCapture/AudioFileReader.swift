@@ -1,0 +1,423 @@
+import CSndfile
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why an audio file could not be decoded; names the file and the problem.
+public struct AudioFileError: Error, CustomStringConvertible {
+    /// The class of problem.
+    public enum Kind: Sendable, Equatable {
+        case cannotOpen          // missing, unreadable, or not a file
+        case unrecognisedFormat  // not a format libsndfile decodes
+        case invalidContents     // malformed header or data, unusable rate/channels
+        case readFailed          // decoding failed part-way
+        case resampleFailed
+    }
+    /// The path as given ("-" for stdin).
+    public var path: String
+    /// The class of problem.
+    public var kind: Kind
+    /// libsndfile's (or our) explanation.
+    public var detail: String
+
+    public var description: String {
+        let what: String
+        switch kind {
+        case .cannotOpen: what = "cannot open audio file"
+        case .unrecognisedFormat: what = "unrecognised audio format in"
+        case .invalidContents: what = "invalid audio file"
+        case .readFailed: what = "error decoding audio file"
+        case .resampleFailed: what = "cannot resample audio file"
+        }
+        return "\(what) '\(path)': \(detail)"
+    }
+}
+
+/// Decodes an audio file (anything libsndfile reads: WAV, FLAC, OGG/Vorbis, ...) at any rate and
+/// channel count into mono (mean of channels) Float samples at `targetRate`, chunk by chunk,
+/// so memory stays bounded for long files. Path "-" reads standard input, including from a
+/// non-seekable pipe.
+public final class AudioFileReader {
+    /// The path as given.
+    public let path: String
+    /// The file's own sample rate in Hz.
+    public let sourceRate: Int
+    /// The file's channel count (averaged to mono).
+    public let channels: Int
+    /// Frames in the file at `sourceRate`, or nil when unknown (e.g. OGG from a pipe).
+    public let sourceFrames: Int64?
+    /// Rate of the delivered samples.
+    public let targetRate: Int
+    /// Container and encoding, e.g. "WAV (Microsoft), Signed 16 bit PCM".
+    public let formatDescription: String
+
+    private let file: OpaquePointer
+    private let pipe: PipeSource?  // keeps the virtual-IO state alive while `file` is open
+    private let chunkFrames: Int
+    private var interleaved: [Float]
+    private var mono: [Float]
+    private var resampled: [Float]
+    private let resampler: Resampler?
+    private var pendingInResampled = false
+    private var pendingStart = 0
+    private var pendingEnd = 0
+    private var sourceDone = false
+    private var decodedFrames = 0
+    private var finished = false
+
+    /// Opens `path` ("-" = stdin). `chunkFrames` bounds how many source frames are decoded at once.
+    public convenience init(path: String, targetRate: Int, chunkFrames: Int = 32768) throws {
+        if path == "-" {
+            try self.init(fileDescriptor: 0, name: "-", targetRate: targetRate, chunkFrames: chunkFrames)
+            return
+        }
+        var info = SF_INFO()
+        guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
+            throw Self.openError(path: path)
+        }
+        try self.init(handle: handle, info: info, pipe: nil, name: path, targetRate: targetRate, chunkFrames: chunkFrames)
+    }
+
+    /// Reads from an open file descriptor (left open; the caller owns it). Works for pipes:
+    /// a non-seekable descriptor is read through a replay buffer that lets libsndfile re-read
+    /// the start of the stream, which FLAC needs.
+    public convenience init(fileDescriptor fd: Int32, name: String, targetRate: Int, chunkFrames: Int = 32768) throws {
+        var info = SF_INFO()
+        if lseek(fd, 0, SEEK_CUR) >= 0 {
+            guard let handle = sf_open_fd(fd, Int32(SFM_READ), &info, 0) else { throw Self.openError(path: name) }
+            try self.init(handle: handle, info: info, pipe: nil, name: name, targetRate: targetRate, chunkFrames: chunkFrames)
+        } else {
+            let source = PipeSource(fd: fd)
+            guard let handle = source.open(info: &info) else {
+                if let readError = source.readError {
+                    throw AudioFileError(path: name, kind: .cannotOpen, detail: readError)
+                }
+                throw Self.openError(path: name)
+            }
+            try self.init(handle: handle, info: info, pipe: source, name: name, targetRate: targetRate, chunkFrames: chunkFrames)
+        }
+    }
+
+    private init(handle: OpaquePointer, info: SF_INFO, pipe: PipeSource?, name: String, targetRate: Int, chunkFrames: Int) throws {
+        guard info.channels >= 1, info.samplerate >= 1 else {
+            sf_close(handle)
+            throw AudioFileError(path: name, kind: .invalidContents,
+                                 detail: "header declares \(info.channels) channels at \(info.samplerate) Hz")
+        }
+        guard (100...2_000_000).contains(info.samplerate) else {
+            sf_close(handle)
+            throw AudioFileError(path: name, kind: .invalidContents,
+                                 detail: "sample rate \(info.samplerate) Hz is outside the supported 100...2000000 Hz")
+        }
+        guard targetRate > 0 else {
+            sf_close(handle)
+            throw AudioFileError(path: name, kind: .resampleFailed, detail: "target rate \(targetRate) Hz is not positive")
+        }
+        file = handle
+        self.pipe = pipe
+        path = name
+        sourceRate = Int(info.samplerate)
+        channels = Int(info.channels)
+        // libsndfile reports an unknown length as a huge count.
+        sourceFrames = info.frames >= 0 && info.frames < Int64.max / 4 ? info.frames : nil
+        self.targetRate = targetRate
+        formatDescription = Self.describe(handle: handle, format: info.format)
+        // Bound the decode buffer (frames x channels) for files with very many channels.
+        self.chunkFrames = max(1, min(chunkFrames, max(256, (1 << 22) / channels)))
+        interleaved = [Float](repeating: 0, count: self.chunkFrames * channels)
+        mono = [Float](repeating: 0, count: self.chunkFrames)
+        if sourceRate == targetRate {
+            resampler = nil
+            resampled = []
+        } else {
+            do {
+                let converter = try Resampler(inputRate: sourceRate, outputRate: targetRate)
+                resampler = converter
+                resampled = [Float](repeating: 0, count: converter.maxOutputCount(forInput: self.chunkFrames))
+            } catch {
+                sf_close(handle)
+                throw AudioFileError(path: name, kind: .resampleFailed, detail: "\(error)")
+            }
+        }
+    }
+
+    deinit {
+        sf_close(file)
+    }
+
+    /// Fills `buffer` with the next mono samples at `targetRate`. Returns how many were written;
+    /// fewer than `buffer.count` only at the end, 0 once everything was delivered.
+    public func read(into buffer: UnsafeMutableBufferPointer<Float>) throws -> Int {
+        var filled = 0
+        while filled < buffer.count {
+            if pendingStart < pendingEnd {
+                let n = min(buffer.count - filled, pendingEnd - pendingStart)
+                if pendingInResampled {
+                    resampled.withUnsafeBufferPointer { src in
+                        (buffer.baseAddress! + filled).update(from: src.baseAddress! + pendingStart, count: n)
+                    }
+                } else {
+                    mono.withUnsafeBufferPointer { src in
+                        (buffer.baseAddress! + filled).update(from: src.baseAddress! + pendingStart, count: n)
+                    }
+                }
+                pendingStart += n
+                filled += n
+                continue
+            }
+            if finished { break }
+            try refill()
+        }
+        return filled
+    }
+
+    /// The next block of at most `chunkFrames` samples at the target rate, or nil at the end.
+    public func nextChunk() throws -> [Float]? {
+        var chunk = [Float](repeating: 0, count: chunkFrames)
+        let n = try chunk.withUnsafeMutableBufferPointer { try read(into: $0) }
+        if n == 0 { return nil }
+        chunk.removeLast(chunk.count - n)
+        return chunk
+    }
+
+    /// Decodes the whole file at `path` ("-" = stdin) to mono samples at `targetRate`.
+    public static func readAll(path: String, targetRate: Int) throws -> [Float] {
+        let reader = try AudioFileReader(path: path, targetRate: targetRate)
+        var all: [Float] = []
+        if let frames = reader.sourceFrames {
+            all.reserveCapacity(Int(Double(frames) * Double(targetRate) / Double(reader.sourceRate)) + 16)
+        }
+        while let chunk = try reader.nextChunk() {
+            all.append(contentsOf: chunk)
+        }
+        return all
+    }
+
+    // MARK: Decoding
+
+    /// Decodes one chunk (or drains the resampler at the end) into the pending span.
+    private func refill() throws {
+        pendingStart = 0
+        pendingEnd = 0
+        if !sourceDone {
+            let frames = Int(interleaved.withUnsafeMutableBufferPointer {
+                sf_readf_float(file, $0.baseAddress, sf_count_t(chunkFrames))
+            })
+            if frames > 0 {
+                decodedFrames += frames
+                downmix(frames: frames)
+                try deliver(frames: frames)
+                return
+            }
+            if sf_error(file) != 0 {
+                throw AudioFileError(path: path, kind: .readFailed, detail: String(cString: sf_strerror(file)))
+            }
+            if let readError = pipe?.readError {
+                throw AudioFileError(path: path, kind: .readFailed, detail: readError)
+            }
+            if decodedFrames == 0 && sourceFrames != 0 {
+                throw AudioFileError(path: path, kind: .readFailed,
+                                     detail: "no audio could be decoded (truncated or corrupt file?)")
+            }
+            sourceDone = true
+        }
+        guard let resampler else {
+            finished = true
+            return
+        }
+        do {
+            let made = try resampled.withUnsafeMutableBufferPointer { try resampler.flush(output: $0) }
+            pendingInResampled = true
+            pendingEnd = made
+            if made == 0 { finished = true }
+        } catch {
+            throw AudioFileError(path: path, kind: .resampleFailed, detail: "\(error)")
+        }
+    }
+
+    private func downmix(frames: Int) {
+        let channelCount = channels
+        let scale = 1 / Float(channelCount)
+        interleaved.withUnsafeBufferPointer { src in
+            mono.withUnsafeMutableBufferPointer { dst in
+                if channelCount == 1 {
+                    dst.baseAddress!.update(from: src.baseAddress!, count: frames)
+                    return
+                }
+                for frame in 0..<frames {
+                    var sum: Float = 0
+                    let base = frame * channelCount
+                    for channel in 0..<channelCount { sum += src[base + channel] }
+                    dst[frame] = sum * scale
+                }
+            }
+        }
+    }
+
+    private func deliver(frames: Int) throws {
+        guard let resampler else {
+            pendingInResampled = false
+            pendingEnd = frames
+            return
+        }
+        do {
+            var offset = 0
+            var produced = 0
+            while offset < frames {  // one pass in practice (output sized by maxOutputCount)
+                if produced == resampled.count {
+                    resampled += [Float](repeating: 0, count: resampled.count)
+                }
+                let result = try mono.withUnsafeBufferPointer { input in
+                    try resampled.withUnsafeMutableBufferPointer { output in
+                        try resampler.process(input: UnsafeBufferPointer(rebasing: input[offset..<frames]),
+                                              output: UnsafeMutableBufferPointer(rebasing: output[produced...]))
+                    }
+                }
+                if result.consumed + result.produced == 0 { break }
+                offset += result.consumed
+                produced += result.produced
+            }
+            pendingInResampled = true
+            pendingEnd = produced
+        } catch {
+            throw AudioFileError(path: path, kind: .resampleFailed, detail: "\(error)")
+        }
+    }
+
+    // MARK: Errors and descriptions
+
+    private static func openError(path: String) -> AudioFileError {
+        let message = String(cString: sf_strerror(nil))
+        switch Int(sf_error(nil)) {
+        case Int(SF_ERR_UNRECOGNISED_FORMAT):
+            return AudioFileError(path: path, kind: .unrecognisedFormat,
+                                  detail: "\(message) (expected WAV, FLAC, OGG or another format libsndfile reads)")
+        case Int(SF_ERR_SYSTEM):
+            return AudioFileError(path: path, kind: .cannotOpen, detail: message)
+        default:
+            return AudioFileError(path: path, kind: .invalidContents, detail: message)
+        }
+    }
+
+    private static func describe(handle: OpaquePointer, format: Int32) -> String {
+        func name(_ code: Int32) -> String? {
+            var info = SF_FORMAT_INFO()
+            info.format = code
+            guard sf_command(handle, Int32(SFC_GET_FORMAT_INFO), &info, Int32(MemoryLayout<SF_FORMAT_INFO>.size)) == 0,
+                  let text = info.name else { return nil }
+            return String(cString: text)
+        }
+        let container = name(format & Int32(SF_FORMAT_TYPEMASK))
+        let encoding = name(format & Int32(SF_FORMAT_SUBMASK))
+        return [container, encoding].compactMap { $0 }.joined(separator: ", ")
+    }
+}
+
+/// libsndfile virtual IO over a non-seekable descriptor. libsndfile (FLAC especially) seeks
+/// back to re-read the header; the first `prefixCapacity` bytes are kept so such seeks succeed.
+/// Seeks that would need discarded data fail, which libsndfile tolerates for the probing it does
+/// (e.g. looking for trailing WAV chunks or the last OGG page).
+private final class PipeSource {
+    let fd: Int32
+    private let prefixCapacity = 1 << 20
+    private let prefix: UnsafeMutableRawPointer
+    private var buffered = 0  // bytes held in `prefix` (all consumed bytes while < capacity)
+    private var consumed = 0  // bytes taken from the descriptor
+    private var position = 0  // libsndfile's logical offset
+    private(set) var readError: String?
+
+    init(fd: Int32) {
+        self.fd = fd
+        prefix = .allocate(byteCount: prefixCapacity, alignment: 16)
+    }
+
+    deinit {
+        prefix.deallocate()
+    }
+
+    /// Opens libsndfile on this source; nil on failure (see sf_strerror(nil) / `readError`).
+    func open(info: inout SF_INFO) -> OpaquePointer? {
+        var io = SF_VIRTUAL_IO(
+            get_filelen: { _ in sf_count_t.max },  // unknown length: let the header decide
+            seek: { offset, whence, user in
+                Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().seek(offset, whence)
+            },
+            read: { ptr, count, user in
+                Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().read(ptr!, count)
+            },
+            write: nil,
+            tell: { user in
+                sf_count_t(Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().position)
+            })
+        return sf_open_virtual(&io, Int32(SFM_READ), &info, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Reads from the descriptor until `count` bytes or end of stream.
+    private func readRaw(_ dst: UnsafeMutableRawPointer, _ count: Int) -> Int {
+        var done = 0
+        while done < count {
+            let n = retryingEINTR { negativeErrno(Glibc.read(fd, dst + done, count - done)) }
+            if n < 0 {
+                readError = "read failed: \(errnoText(Int32(-n)))"
+                break
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    private func read(_ dst: UnsafeMutableRawPointer, _ count: sf_count_t) -> sf_count_t {
+        var done = 0
+        let want = Int(count)
+        while done < want {
+            if position < buffered {
+                let n = min(want - done, buffered - position)
+                (dst + done).copyMemory(from: prefix + position, byteCount: n)
+                position += n
+                done += n
+            } else if position == consumed && consumed < prefixCapacity {
+                // Still filling the replay prefix: read into it, then copy out.
+                let n = readRaw(prefix + buffered, min(want - done, prefixCapacity - buffered))
+                buffered += n
+                consumed += n
+                if n == 0 { break }
+            } else if position == consumed {
+                let n = readRaw(dst + done, want - done)
+                consumed += n
+                position += n
+                done += n
+                break
+            } else {
+                break  // the bytes at `position` were discarded; report a short read
+            }
+        }
+        return sf_count_t(done)
+    }
+
+    private func seek(_ offset: sf_count_t, _ whence: Int32) -> sf_count_t {
+        let target: Int
+        switch whence {
+        case SEEK_SET: target = Int(offset)
+        case SEEK_CUR: target = position + Int(offset)
+        default: return -1  // SEEK_END: length unknown
+        }
+        if target < 0 { return -1 }
+        if target <= buffered || target == consumed {
+            position = target
+            return sf_count_t(target)
+        }
+        // Forward into the not-yet-read part of the prefix: read it in.
+        if target > consumed && target <= prefixCapacity && consumed == buffered {
+            let n = readRaw(prefix + buffered, target - buffered)
+            buffered += n
+            consumed += n
+            guard consumed == target else { return -1 }
+            position = target
+            return sf_count_t(target)
+        }
+        return -1
+    }
+}

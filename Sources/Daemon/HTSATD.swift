@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `htsatd` command: the daemon by default, plus tools around the model.
+public struct HTSATD: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "htsatd",
+        abstract: "Real-time sound event detection with HTS-AT."
+    )
+    public init() {}
+}

@@ -1,0 +1,155 @@
+/// An event to detect: what it listens to and how it is tracked.
+public struct EventSpec: Equatable, Sendable {
+    /// The resolved event.
+    public var definition: EventDefinition
+    /// Its tracking parameters.
+    public var settings: EventSettings
+
+    /// Creates a spec.
+    public init(definition: EventDefinition, settings: EventSettings) {
+        self.definition = definition
+        self.settings = settings
+    }
+}
+
+/// Configuration errors of the detection core.
+public enum DetectorError: Error, CustomStringConvertible, Equatable {
+    /// No events were configured.
+    case noEvents
+    /// An event uses a model output the model does not have.
+    case classOutOfRange(index: Int, classes: Int)
+    /// The settle lag is outside [0, clip].
+    case badSettle(Double, clipSeconds: Double)
+    /// The grid cell is not a positive length up to a clip.
+    case badCell(Double)
+    /// The window geometry is unusable.
+    case badGeometry(String)
+    /// The scheduler hop is unusable.
+    case badHop(Double, clipSeconds: Double)
+
+    public var description: String {
+        switch self {
+        case .noEvents: return "no events configured; name at least one (see 'htsatd events')"
+        case let .classOutOfRange(index, classes):
+            return "label index \(index) is outside the model's \(classes) outputs; use the labels file that belongs to the checkpoint"
+        case let .badSettle(value, clip):
+            return "settle lag \(value) s must be between 0 and the clip length \(clip) s"
+        case let .badCell(value): return "grid cell \(value) s must be positive, at least one sample and at most one clip"
+        case let .badGeometry(problem): return "window geometry: \(problem)"
+        case let .badHop(value, clip): return "window hop \(value) s must be at least one sample and at most the clip length \(clip) s"
+        }
+    }
+}
+
+/// The pure detection core: fuses overlapping windows' framewise scores and tracks every configured event.
+///
+/// Live and file modes feed it the same windows, so they emit the same events. Not thread-safe: one caller.
+public final class Detector {
+    /// Default settle lag in seconds: how far behind the newest window end a grid cell is handed to the trackers.
+    ///
+    /// Trade-off: latency against end accuracy. A start line comes out about settle + min duration (+ up to a hop)
+    /// after the onset, a stop about settle + merge gap after the end. A cell is final, averaged over every window
+    /// that will ever cover it, once it lies clip - hop behind the newest window end (9 s for 10 s windows every 1 s;
+    /// `settle = clip` is always enough). A smaller lag averages only the newer windows, in which the cell sits near
+    /// their right edge, and there the model keeps reporting a sound for seconds after it stopped: event ends come
+    /// out late. Onsets are unaffected.
+    ///
+    /// Measured on the fixture streams (detector.ckpt, hop 1 s, on/off 0.6/0.4, min duration 0.25 s, merge gap 1 s;
+    /// worst start / end error over the 6 annotated events; no misses, no spurious events at any value):
+    ///
+    ///     settle  10 s   9 s    8.5 s  8 s    7.5 s  7 s    6 s    4 s    2 s    0 s
+    ///     start   0.48   0.48   0.48   0.47   0.47   0.48   0.47   0.41   0.29   0.29
+    ///     end     0.74   0.74   1.11   1.48   1.98   2.48   2.74   4.74   5.48   7.88
+    ///
+    /// 8 s is the smallest lag that meets the 2.0 s end bar with margin (0.5 s), one second sooner than full
+    /// averaging. Raise it to 9 s (exact averaging at a 1 s hop) when end times matter more than latency.
+    public static let defaultSettle: Double = 8.0
+    /// Default grid cell: 10 ms.
+    public static let defaultCell: Double = 0.01
+
+    /// The configured events, in order.
+    public let specs: [EventSpec]
+    /// The fusion grid.
+    public let fusion: ScoreFusion
+    private let trackers: [EventTracker]
+    /// For each event, the positions of its members in `fusion.classIndices`.
+    private let memberSlots: [[Int]]
+    private var memberScratch: [Float]
+    private var pending: [DetectionEvent] = []
+    private var finished = false
+
+    /// Creates the core for a model with `classes` outputs; validates every event's settings.
+    public init(events: [EventSpec], geometry: WindowGeometry, classes: Int,
+                settle: Double = Detector.defaultSettle, cellSeconds: Double = Detector.defaultCell,
+                labelFloor: Float = 0.1) throws {
+        guard !events.isEmpty else { throw DetectorError.noEvents }
+        var used: [Int] = []
+        var slotOf: [Int: Int] = [:]
+        var memberSlots: [[Int]] = []
+        for spec in events {
+            try spec.settings.validate(event: spec.definition.name)
+            var slots: [Int] = []
+            for index in spec.definition.labelIndices {
+                guard index >= 0, index < classes else { throw DetectorError.classOutOfRange(index: index, classes: classes) }
+                if slotOf[index] == nil {
+                    slotOf[index] = used.count
+                    used.append(index)
+                }
+                slots.append(slotOf[index]!)
+            }
+            memberSlots.append(slots)
+        }
+        self.specs = events
+        self.memberSlots = memberSlots
+        self.fusion = try ScoreFusion(geometry: geometry, classes: classes, classIndices: used,
+                                      cellSeconds: cellSeconds, settleSeconds: settle)
+        let ids = EventIDCounter()
+        self.trackers = events.map { EventTracker(definition: $0.definition, settings: $0.settings, labelFloor: labelFloor, ids: ids) }
+        self.memberScratch = [Float](repeating: 0, count: memberSlots.map(\.count).max() ?? 0)
+        pending.reserveCapacity(16)
+    }
+
+    /// Adds one window ending at stream sample `windowEndSample` (exclusive) with its frame-major framewise output, and
+    /// returns the starts and stops now decided. Windows whose end does not increase are ignored.
+    public func consume(windowEndSample: Int64, framewise: UnsafeBufferPointer<Float>) -> [DetectionEvent] {
+        guard !finished else { return [] }
+        fusion.add(windowEnd: windowEndSample, framewise: framewise) { cell, scores, _ in track(cell, scores) }
+        return takePending()
+    }
+
+    /// Hands out every remaining grid cell, then closes open events at stream sample `atSample` (or where their
+    /// score last fell below `off`). Later calls to `consume` return nothing.
+    public func finish(atSample: Int64) -> [DetectionEvent] {
+        guard !finished else { return [] }
+        finished = true
+        fusion.flush { cell, scores, _ in track(cell, scores) }
+        let time = Double(atSample) / Double(fusion.geometry.sampleRate)
+        for tracker in trackers { tracker.finish(at: time, into: &pending) }
+        return takePending()
+    }
+
+    /// Events started and not yet stopped: name, id, start (s) and peak score so far.
+    public var openEvents: [(event: String, id: Int, start: Double, peak: Float)] {
+        trackers.compactMap { tracker in tracker.openEvent.map { (tracker.definition.name, $0.id, $0.start, $0.peak) } }
+    }
+
+    private func track(_ cell: Int64, _ scores: UnsafeBufferPointer<Float>) {
+        let start = fusion.cellStartSeconds(cell)
+        let end = fusion.cellStartSeconds(cell + 1)
+        for (e, tracker) in trackers.enumerated() {
+            let slots = memberSlots[e]
+            for (m, slot) in slots.enumerated() { memberScratch[m] = scores[slot] }
+            memberScratch.withUnsafeBufferPointer { buffer in
+                tracker.process(cellStart: start, cellEnd: end,
+                                memberScores: UnsafeBufferPointer(rebasing: buffer[0..<slots.count]), into: &pending)
+            }
+        }
+    }
+
+    private func takePending() -> [DetectionEvent] {
+        if pending.isEmpty { return [] }
+        let out = pending
+        pending.removeAll(keepingCapacity: true)
+        return out
+    }
+}

@@ -1,0 +1,239 @@
+import AudioCapture
+import Dispatch
+import Foundation
+import HTSAT
+import Logging
+
+/// Runs one inference window: `samples` (one clip) in; calls `body` with the frame-major framewise scores
+/// (`frames x classes`), valid only during that call.
+public typealias WindowInference = (_ samples: UnsafeBufferPointer<Float>, _ body: (UnsafeBufferPointer<Float>) -> Void) throws -> Void
+
+/// Scheduler counters.
+public struct SchedulerStats: Sendable, Equatable {
+    /// Windows inferred.
+    public var windowsRun = 0
+    /// Windows skipped because inference fell behind (live mode only).
+    public var windowsSkipped = 0
+    /// Total time spent in inference.
+    public var inferenceSeconds = 0.0
+    /// The window hop, in seconds.
+    public var hopSeconds: Double
+
+    /// Creates empty counters.
+    public init(hopSeconds: Double) { self.hopSeconds = hopSeconds }
+
+    /// Mean inference time per window, in milliseconds.
+    public var meanInferenceMilliseconds: Double { windowsRun > 0 ? inferenceSeconds * 1000 / Double(windowsRun) : 0 }
+    /// Inference time per second of audio (one window per hop); above 1 the daemon cannot keep up.
+    public var realTimeFactor: Double { windowsRun > 0 ? inferenceSeconds / (Double(windowsRun) * hopSeconds) : 0 }
+}
+
+/// Drives inference windows every hop over an `AudioRing` (live) or an `AudioFileReader` (file), feeds the
+/// `Detector` and hands each event to `output`.
+///
+/// Window ends are multiples of the hop in stream samples (sample 0 = first sample in the ring), so live and file
+/// modes run the same windows over the same audio. Windows ending before the first full clip are left-zero-padded.
+/// At the end of input (file end, or the ring closed), one last window ends at the last sample if that is not
+/// already a window end, then open events are closed there. Nothing allocates per window beyond the event lines.
+///
+/// Run one mode at a time, on one thread; `stats` may be read from any thread (hence `@unchecked Sendable`).
+public final class WindowScheduler: @unchecked Sendable {
+    /// The detection core fed by this scheduler.
+    public let detector: Detector
+    /// Samples between window ends.
+    public let hopSamples: Int
+    /// Samples per window.
+    public let clipSamples: Int
+    /// Stream sample rate.
+    public let sampleRate: Int
+
+    private let inference: WindowInference
+    private let output: (DetectionEvent) -> Void
+    private let logger: Logger
+    private var window: [Float]
+    private let statsLock = NSLock()
+    private var _stats: SchedulerStats
+    private var lastSkipLog: Int64? = nil
+
+    /// Creates a scheduler with windows every `hopSeconds` (rounded to samples, at most one clip).
+    public init(detector: Detector, hopSeconds: Double = 1.0, logger: Logger,
+                inference: @escaping WindowInference, output: @escaping (DetectionEvent) -> Void) throws {
+        let geometry = detector.fusion.geometry
+        let clipSeconds = Double(geometry.clipSamples) / Double(geometry.sampleRate)
+        let hop = hopSeconds.isFinite ? Int((hopSeconds * Double(geometry.sampleRate)).rounded()) : 0
+        guard hop >= 1, hop <= geometry.clipSamples else { throw DetectorError.badHop(hopSeconds, clipSeconds: clipSeconds) }
+        self.detector = detector
+        self.hopSamples = hop
+        self.clipSamples = geometry.clipSamples
+        self.sampleRate = geometry.sampleRate
+        self.inference = inference
+        self.output = output
+        self.logger = logger
+        self.window = [Float](repeating: 0, count: geometry.clipSamples)
+        self._stats = SchedulerStats(hopSeconds: Double(hop) / Double(geometry.sampleRate))
+    }
+
+    /// The ring capacity live mode needs: a clip plus slack for a late reader.
+    public static func minimumRingCapacity(clipSamples: Int, hopSamples: Int) -> Int {
+        clipSamples + 2 * hopSamples
+    }
+
+    /// A snapshot of the counters (safe from any thread).
+    public var stats: SchedulerStats {
+        statsLock.lock()
+        defer { statsLock.unlock() }
+        return _stats
+    }
+
+    /// An inference closure over an HTS-AT model, reusing one output buffer.
+    public static func inference(model: HTSATModel) -> WindowInference {
+        final class Box { var output: HTSATOutput; init(_ o: HTSATOutput) { output = o } }
+        let box = Box(HTSATOutput(config: model.config))
+        return { samples, body in
+            model.infer(samples, into: &box.output, tap: nil)
+            box.output.framewise.withUnsafeBufferPointer(body)
+        }
+    }
+
+    /// Live mode: runs windows as the ring fills until it is closed, then drains and closes open events.
+    /// If inference falls more than a hop behind, skips to the latest hop-aligned window end (counted and logged),
+    /// so latency and memory stay bounded.
+    public func runLive(ring: AudioRing) throws {
+        guard ring.capacity >= Self.minimumRingCapacity(clipSamples: clipSamples, hopSamples: hopSamples) else {
+            throw SchedulerError.ringTooSmall(capacity: ring.capacity,
+                                              needed: Self.minimumRingCapacity(clipSamples: clipSamples, hopSamples: hopSamples))
+        }
+        logStart(mode: "live")
+        let hop = Int64(hopSamples)
+        // Audio already in the ring when we start is not a backlog to report.
+        var nextEnd = max(hop, ring.totalWritten / hop * hop)
+        var lastEnd: Int64 = 0
+        var closed = false
+        while true {
+            if !closed {
+                switch ring.waitForSamples(nextEnd, timeout: 0.5) {
+                case .timedOut: continue
+                case .closed: closed = true
+                case .ready: break
+                }
+            }
+            let written = ring.totalWritten
+            if written < nextEnd { break }  // closed: no further full hop
+            if written - nextEnd > hop {
+                let latest = written / hop * hop
+                noteSkipped(Int((latest - nextEnd) / hop), at: latest)
+                nextEnd = latest
+            }
+            if !copyWindow(from: ring, endingAt: nextEnd) {
+                // Overwritten under us (a stall longer than the ring's slack): treat as skipped.
+                noteSkipped(1, at: nextEnd)
+                nextEnd += hop
+                continue
+            }
+            try runWindow(endingAt: nextEnd)
+            lastEnd = nextEnd
+            nextEnd += hop
+        }
+        try finishStream(ring: ring, lastEnd: lastEnd)
+    }
+
+    /// File mode: every window over the whole file, as fast as possible and without skipping, then closes open events.
+    public func runFile(_ reader: AudioFileReader) throws {
+        logStart(mode: "file")
+        let ring = AudioRing(capacity: clipSamples + hopSamples)
+        var chunk = [Float](repeating: 0, count: hopSamples)
+        let hop = Int64(hopSamples)
+        var nextEnd = hop
+        var lastEnd: Int64 = 0
+        while true {
+            let n = try chunk.withUnsafeMutableBufferPointer { try reader.read(into: $0) }
+            if n == 0 { break }
+            chunk.withUnsafeBufferPointer { ring.write(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+            while ring.totalWritten >= nextEnd {
+                guard copyWindow(from: ring, endingAt: nextEnd) else { preconditionFailure("file ring holds a clip plus a hop") }
+                try runWindow(endingAt: nextEnd)
+                lastEnd = nextEnd
+                nextEnd += hop
+            }
+        }
+        try finishStream(ring: ring, lastEnd: lastEnd)
+    }
+
+    /// A final window at the last sample (if not already one), then the detector's finish.
+    private func finishStream(ring: AudioRing, lastEnd: Int64) throws {
+        var end = lastEnd
+        let written = ring.totalWritten
+        if written > lastEnd, copyWindow(from: ring, endingAt: written) {
+            try runWindow(endingAt: written)
+            end = written
+        }
+        for event in detector.finish(atSample: end) { output(event) }
+        let s = stats
+        logger.debug("window scheduler finished", metadata: [
+            "stream_seconds": "\(Double(end) / Double(sampleRate))", "windows": "\(s.windowsRun)",
+            "skipped": "\(s.windowsSkipped)", "mean_inference_ms": "\(s.meanInferenceMilliseconds)",
+            "real_time_factor": "\(s.realTimeFactor)",
+        ])
+    }
+
+    private func logStart(mode: String) {
+        logger.debug("window scheduler started", metadata: [
+            "mode": "\(mode)", "hop_s": "\(Double(hopSamples) / Double(sampleRate))",
+            "clip_s": "\(Double(clipSamples) / Double(sampleRate))",
+            "settle_s": "\(Double(detector.fusion.settleSamples) / Double(sampleRate))",
+        ])
+    }
+
+    private func runWindow(endingAt end: Int64) throws {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var elapsed: UInt64 = 0
+        var events: [DetectionEvent] = []
+        try window.withUnsafeBufferPointer { samples in
+            try inference(samples) { framewise in
+                elapsed = DispatchTime.now().uptimeNanoseconds - started
+                events = detector.consume(windowEndSample: end, framewise: framewise)
+            }
+        }
+        statsLock.lock()
+        _stats.windowsRun += 1
+        _stats.inferenceSeconds += Double(elapsed) / 1e9
+        statsLock.unlock()
+        for event in events { output(event) }
+    }
+
+    /// Copies the clip ending at `end` into `window`, zero-padding on the left before the stream start.
+    private func copyWindow(from ring: AudioRing, endingAt end: Int64) -> Bool {
+        let available = Int(min(end, Int64(clipSamples)))
+        let pad = clipSamples - available
+        return window.withUnsafeMutableBufferPointer { buffer in
+            if pad > 0 { buffer.baseAddress!.update(repeating: 0, count: pad) }
+            return ring.read(endingAt: end, count: available, into: UnsafeMutableBufferPointer(rebasing: buffer[pad...]))
+        }
+    }
+
+    private func noteSkipped(_ count: Int, at end: Int64) {
+        statsLock.lock()
+        _stats.windowsSkipped += count
+        let total = _stats.windowsSkipped
+        statsLock.unlock()
+        // At most one warning per minute of stream, so a slow machine does not flood the log.
+        if let last = lastSkipLog, end - last < Int64(60 * sampleRate) { return }
+        lastSkipLog = end
+        logger.warning("inference fell behind real time: skipped \(count) window(s), \(total) in all; consider a larger --hop or more threads",
+                       metadata: ["stream_seconds": "\(Double(end) / Double(sampleRate))",
+                                  "mean_inference_ms": "\(stats.meanInferenceMilliseconds)"])
+    }
+}
+
+/// Scheduler set-up errors.
+public enum SchedulerError: Error, CustomStringConvertible, Equatable {
+    /// The live ring cannot hold a clip plus slack.
+    case ringTooSmall(capacity: Int, needed: Int)
+
+    public var description: String {
+        switch self {
+        case let .ringTooSmall(capacity, needed):
+            return "audio ring holds \(capacity) samples but the scheduler needs at least \(needed) (a clip plus two hops)"
+        }
+    }
+}

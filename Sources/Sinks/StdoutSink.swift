@@ -1,0 +1,62 @@
+import Foundation
+import Glibc
+import Logging
+
+/// Writes each event line to standard output (or another fd) with write(2), one line per call, unbuffered.
+///
+/// The daemon MUST ignore SIGPIPE (call `StdoutSink.ignoreSIGPIPE()` at start-up): otherwise a reader
+/// that goes away (`htsatd | head`) kills the process before this sink can see EPIPE. With SIGPIPE
+/// ignored, EPIPE is logged once and the sink disables itself. Nothing else in the process should
+/// write to the same fd through stdio buffers, or lines may interleave.
+public final class StdoutSink: EventSink, @unchecked Sendable {
+    private let fd: Int32
+    private let logger: Logger
+    private let lock = NSLock()
+    private var buffer: [UInt8] = []
+    private var disabled = false
+    private var failing = false
+
+    /// `fd` is not owned: `close()` stops writing but leaves the fd open.
+    public init(fd: Int32 = STDOUT_FILENO, logger: Logger) {
+        self.fd = fd
+        self.logger = logger
+    }
+
+    /// True once the reader has gone (EPIPE) or `close()` was called.
+    public var isDisabled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return disabled
+    }
+
+    /// Ignores SIGPIPE process-wide so writes to a vanished reader fail with EPIPE instead of killing the daemon.
+    public static func ignoreSIGPIPE() {
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    public func publish(_ message: SinkMessage) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !disabled else { return }
+        buffer.removeAll(keepingCapacity: true)
+        buffer.append(contentsOf: message.line.utf8)
+        buffer.append(0x0A)
+        let code = buffer.withUnsafeBytes { writeAll(fd, $0) }
+        if code == 0 {
+            failing = false
+        } else if code == EPIPE {
+            disabled = true
+            logger.warning("stdout reader has gone away (EPIPE); no more events are written to stdout", metadata: ["fd": "\(fd)"])
+        } else if !failing {
+            // Log the first failure of a run only, so a stuck stdout cannot flood the journal.
+            failing = true
+            logger.error("writing an event to stdout failed; the event was dropped", metadata: ["fd": "\(fd)", "error": "\(errnoText(code))"])
+        }
+    }
+
+    public func close() {
+        lock.lock()
+        disabled = true
+        lock.unlock()
+    }
+}

@@ -1,0 +1,399 @@
+import Foundation
+import Glibc
+import Logging
+
+/// Serves event lines to any number of clients on a Unix stream socket.
+///
+/// A new client first receives the lines of the events still open (in the order they opened),
+/// then every later line. One thread runs a poll(2) loop and does all socket I/O; `publish`
+/// only appends to per-client backlogs under a lock and wakes that thread through a pipe, so it
+/// never blocks on the network. A client whose backlog exceeds `maxClientBacklog` bytes (it stopped
+/// reading) is dropped. Data sent by clients is read and ignored; a client may shut down its
+/// write side and keep reading. `close()` must be called: it stops the thread and removes the socket file.
+public final class UnixSocketSink: EventSink, @unchecked Sendable {
+    /// The socket file path.
+    public let path: String
+    /// Bytes a client may fall behind before it is dropped.
+    public let maxClientBacklog: Int
+    /// Cap on remembered open events; past it the oldest is forgotten (only a runaway producer gets there).
+    public static let maxOpenEvents = 4096
+
+    /// One connected client; touched only under `lock` (its fd is closed only by the poll thread).
+    private final class Client {
+        let fd: Int32
+        let pid: Int32
+        /// Bytes queued for the client; `pending[sent...]` is still to be written.
+        var pending: [UInt8] = []
+        var sent = 0
+        /// Set once the client sent EOF (shut down its write side); it is then not polled for input.
+        var readClosed = false
+        /// Set when the client must go; the poll thread closes it and logs the reason.
+        var dropReason: String?
+        var dropIsTrouble = false
+
+        var backlog: Int { pending.count - sent }
+
+        init(fd: Int32, pid: Int32) {
+            self.fd = fd
+            self.pid = pid
+        }
+    }
+
+    private let logger: Logger
+    private let lock = NSLock()
+    private let listenFD: Int32
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let socketDevice: UInt64
+    private let socketInode: UInt64
+    private var clients: [Client] = []
+    private var openEvents: [(id: UInt64, line: String)] = []
+    private var warnedOpenEventOverflow = false
+    private var wakePending = false
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(path: String, mode: mode_t = 0o660, maxClientBacklog: Int = 256 * 1024, logger: Logger) throws {
+        self.path = path
+        self.maxClientBacklog = max(1, maxClientBacklog)
+        self.logger = logger
+        let (listenFD, device, inode) = try Self.listen(at: path, mode: mode)
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else {
+            let code = errno
+            Glibc.close(listenFD)
+            unlink(path)
+            throw SinkError.system(path: path, call: "pipe", errno: code)
+        }
+        for fd in pipeFDs {
+            setCloseOnExec(fd)
+            _ = addStatusFlags(fd, O_NONBLOCK)
+        }
+        self.listenFD = listenFD
+        self.socketDevice = device
+        self.socketInode = inode
+        self.wakeRead = pipeFDs[0]
+        self.wakeWrite = pipeFDs[1]
+        let thread = Thread { [self] in self.run() }
+        thread.name = "htsatd-events-socket"
+        thread.start()
+        logger.info("serving events on Unix socket", metadata: ["path": "\(path)"])
+    }
+
+    /// Connected clients (not counting ones already marked to be dropped).
+    public var clientCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return clients.reduce(0) { $0 + ($1.dropReason == nil ? 1 : 0) }
+    }
+
+    public func publish(_ message: SinkMessage) {
+        lock.lock()
+        guard !stopping else {
+            lock.unlock()
+            return
+        }
+        rememberOpenEvents(message)
+        for client in clients where client.dropReason == nil {
+            enqueue(message.line, to: client)
+        }
+        let wake = !clients.isEmpty && !wakePending
+        if wake { wakePending = true }
+        lock.unlock()
+        if wake { poke() }
+    }
+
+    public func close() {
+        lock.lock()
+        let alreadyStopping = stopping
+        stopping = true
+        lock.unlock()
+        guard !alreadyStopping else { return }
+        poke()
+        finished.wait()
+        // The poll thread has exited; the lock still guards `clients` against clientCount readers.
+        lock.lock()
+        for client in clients { Glibc.close(client.fd) }
+        clients.removeAll()
+        lock.unlock()
+        Glibc.close(listenFD)
+        Glibc.close(wakeRead)
+        Glibc.close(wakeWrite)
+        // Remove the file only if it is still ours (not one a newer instance created).
+        var st = stat()
+        if lstat(path, &st) == 0 && UInt64(st.st_dev) == socketDevice && UInt64(st.st_ino) == socketInode {
+            unlink(path)
+        }
+        logger.info("closed event socket", metadata: ["path": "\(path)"])
+    }
+
+    // MARK: - Publishing (under lock)
+
+    private func rememberOpenEvents(_ message: SinkMessage) {
+        if let id = message.closes, id != message.opens {
+            openEvents.removeAll { $0.id == id }
+        }
+        guard let id = message.opens else { return }
+        if let index = openEvents.firstIndex(where: { $0.id == id }) {
+            openEvents[index].line = message.line
+            return
+        }
+        if openEvents.count >= Self.maxOpenEvents {
+            openEvents.removeFirst()
+            if !warnedOpenEventOverflow {
+                warnedOpenEventOverflow = true
+                logger.warning("too many open events; forgetting the oldest for late socket clients", metadata: ["limit": "\(Self.maxOpenEvents)"])
+            }
+        }
+        openEvents.append((id, message.line))
+    }
+
+    private func enqueue(_ line: String, to client: Client) {
+        let size = line.utf8.count + 1
+        guard client.backlog + size <= maxClientBacklog else {
+            client.dropReason = "it fell more than \(maxClientBacklog) bytes behind (stopped reading)"
+            client.dropIsTrouble = true
+            return
+        }
+        client.pending.append(contentsOf: line.utf8)
+        client.pending.append(0x0A)
+    }
+
+    /// Wakes the poll thread; a full pipe already means a wake-up is pending.
+    private func poke() {
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+    }
+
+    // MARK: - Poll thread
+
+    private func run() {
+        var fds: [pollfd] = []
+        var polled: [Client] = []
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            lock.lock()
+            if stopping {
+                lock.unlock()
+                break
+            }
+            reapDroppedClients()
+            wakePending = false
+            fds.removeAll(keepingCapacity: true)
+            polled.removeAll(keepingCapacity: true)
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
+            for client in clients {
+                var events: Int32 = client.readClosed ? 0 : POLLIN
+                if client.backlog > 0 { events |= POLLOUT }
+                fds.append(pollfd(fd: client.fd, events: Int16(events), revents: 0))
+                polled.append(client)
+            }
+            lock.unlock()
+
+            if retryingEINTR({ poll(&fds, nfds_t(fds.count), -1) }) < 0 {
+                logger.error("poll on event socket failed", metadata: ["error": "\(errnoText(errno))"])
+                usleep(100_000)
+                continue
+            }
+            if fds[0].revents != 0 { drainWakePipe(&scratch) }
+            if fds[1].revents != 0 { acceptClients() }
+
+            lock.lock()
+            for (index, client) in polled.enumerated() where client.dropReason == nil {
+                let events = Int32(fds[index + 2].revents)
+                if events & POLLHUP != 0 {
+                    client.dropReason = "it hung up"
+                } else if events & (POLLIN | POLLERR) != 0 {
+                    readAndIgnore(client, &scratch)
+                }
+            }
+            // Publishes may have queued data since poll() was set up, so flush everything pending.
+            for client in clients where client.dropReason == nil && client.backlog > 0 {
+                flush(client)
+            }
+            lock.unlock()
+        }
+        // Last chance for lines published just before close (e.g. final stop events); never blocks.
+        lock.lock()
+        for client in clients where client.dropReason == nil && client.backlog > 0 {
+            flush(client)
+        }
+        lock.unlock()
+        finished.signal()
+    }
+
+    private func drainWakePipe(_ scratch: inout [UInt8]) {
+        while scratch.withUnsafeMutableBytes({ read(wakeRead, $0.baseAddress, $0.count) }) > 0 {}
+    }
+
+    private func acceptClients() {
+        while true {
+            let fd = retryingEINTR { accept(listenFD, nil, nil) }
+            if fd < 0 {
+                let code = errno
+                if code == EAGAIN || code == EWOULDBLOCK { return }
+                if code == ECONNABORTED { continue }
+                logger.error("accepting an event socket client failed", metadata: ["path": "\(path)", "error": "\(errnoText(code))"])
+                // Out of fds: the listener stays readable, so back off instead of spinning.
+                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM { usleep(100_000) }
+                return
+            }
+            setCloseOnExec(fd)
+            _ = addStatusFlags(fd, O_NONBLOCK)
+            let client = Client(fd: fd, pid: Self.peerPID(fd))
+            lock.lock()
+            for event in openEvents { enqueue(event.line, to: client) }
+            clients.append(client)
+            let total = clients.count
+            lock.unlock()
+            logger.info("event socket client connected", metadata: ["fd": "\(fd)", "pid": "\(client.pid)", "clients": "\(total)"])
+        }
+    }
+
+    /// Closes and forgets clients marked for dropping (under lock).
+    private func reapDroppedClients() {
+        clients.removeAll { client in
+            guard let reason = client.dropReason else { return false }
+            Glibc.close(client.fd)
+            let metadata: Logger.Metadata = ["fd": "\(client.fd)", "pid": "\(client.pid)", "reason": "\(reason)"]
+            if client.dropIsTrouble {
+                logger.warning("dropping event socket client", metadata: metadata)
+            } else {
+                logger.info("event socket client disconnected", metadata: metadata)
+            }
+            return true
+        }
+    }
+
+    /// Reads and discards what a client sent (under lock); notes EOF and errors.
+    private func readAndIgnore(_ client: Client, _ scratch: inout [UInt8]) {
+        let n = retryingEINTR { scratch.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }
+        if n == 0 {
+            client.readClosed = true  // half-closed: it may still be reading; POLLHUP will tell when it is gone
+        } else if n < 0 {
+            let code = errno
+            if code != EAGAIN && code != EWOULDBLOCK { client.dropReason = "reading from it failed: \(errnoText(code))" }
+        }
+    }
+
+    /// Writes as much of a client's backlog as the socket takes without blocking (under lock).
+    private func flush(_ client: Client) {
+        while client.backlog > 0 {
+            let n = retryingEINTR {
+                client.pending.withUnsafeBytes {
+                    send(client.fd, $0.baseAddress! + client.sent, client.backlog, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                }
+            }
+            if n > 0 {
+                client.sent += n
+                continue
+            }
+            let code = errno
+            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) { break }
+            if code == EPIPE || code == ECONNRESET {
+                client.dropReason = "it hung up"
+            } else {
+                client.dropReason = "writing to it failed: \(errnoText(code))"
+                client.dropIsTrouble = true
+            }
+            return
+        }
+        // Keep the buffer (and its capacity) small: the unsent part is at most maxClientBacklog.
+        if client.sent == client.pending.count {
+            client.pending.removeAll(keepingCapacity: true)
+            client.sent = 0
+        } else if client.sent >= client.pending.count / 2 {
+            client.pending.removeFirst(client.sent)
+            client.sent = 0
+        }
+    }
+
+    // MARK: - Setup
+
+    /// The connecting process's pid (SO_PEERCRED), or -1 when unavailable.
+    private static func peerPID(_ fd: Int32) -> Int32 {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (not exported to Swift by Glibc).
+        var cred: [Int32] = [-1, 0, 0]
+        var length = socklen_t(MemoryLayout<Int32>.size * 3)
+        let result = cred.withUnsafeMutableBytes { getsockopt(fd, SOL_SOCKET, SO_PEERCRED, $0.baseAddress, &length) }
+        return result == 0 ? cred[0] : -1
+    }
+
+    private static func address(_ path: String) throws -> (sockaddr_un, socklen_t) {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let limit = MemoryLayout.size(ofValue: addr.sun_path)
+        guard !bytes.isEmpty, !bytes.contains(0) else { throw SinkError.invalidSocketPath(path: path) }
+        guard bytes.count < limit else { throw SinkError.socketPathTooLong(path: path, limit: limit) }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return (addr, socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
+
+    private static func newSocket(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw SinkError.system(path: path, call: "socket", errno: errno) }
+        return fd
+    }
+
+    /// Clears the way for binding: removes a stale socket file, refuses a live one or a non-socket.
+    private static func removeStaleSocket(_ path: String, _ addr: sockaddr_un, _ length: socklen_t) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            let code = errno
+            if code == ENOENT { return }
+            if code == ENOTDIR { throw SinkError.socketDirectoryMissing(path: path) }
+            throw SinkError.system(path: path, call: "lstat", errno: code)
+        }
+        guard st.st_mode & S_IFMT == S_IFSOCK else { throw SinkError.notASocket(path: path) }
+        let probe = try newSocket(path)
+        defer { Glibc.close(probe) }
+        var probeAddr = addr
+        let result = retryingEINTR {
+            withUnsafePointer(to: &probeAddr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) }
+            }
+        }
+        let code = errno
+        // A non-blocking connect to a listener with a full queue gives EAGAIN: still somebody there.
+        if result == 0 || code == EAGAIN || code == EINPROGRESS { throw SinkError.alreadyServing(path: path) }
+        guard code == ECONNREFUSED else { throw SinkError.system(path: path, call: "connect (probing the existing socket)", errno: code) }
+        guard unlink(path) == 0 || errno == ENOENT else { throw SinkError.system(path: path, call: "unlink (stale socket)", errno: errno) }
+    }
+
+    /// Creates, binds, chmods and listens; returns the listening fd and the socket file's identity.
+    private static func listen(at path: String, mode: mode_t) throws -> (Int32, UInt64, UInt64) {
+        var (addr, length) = try address(path)
+        try removeStaleSocket(path, addr, length)
+        let fd = try newSocket(path)
+        var bound = false
+        do {
+            let result = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            }
+            guard result == 0 else {
+                let code = errno
+                switch code {
+                case ENOENT, ENOTDIR: throw SinkError.socketDirectoryMissing(path: path)
+                case EADDRINUSE: throw SinkError.alreadyServing(path: path)  // someone bound it between our check and now
+                default: throw SinkError.system(path: path, call: "bind", errno: code)
+                }
+            }
+            bound = true
+            // chmod before listen(): nobody can connect until then, so no window with the wrong mode.
+            guard chmod(path, mode) == 0 else { throw SinkError.system(path: path, call: "chmod", errno: errno) }
+            var st = stat()
+            guard lstat(path, &st) == 0 else { throw SinkError.system(path: path, call: "lstat", errno: errno) }
+            guard Glibc.listen(fd, 64) == 0 else { throw SinkError.system(path: path, call: "listen", errno: errno) }
+            return (fd, UInt64(st.st_dev), UInt64(st.st_ino))
+        } catch {
+            Glibc.close(fd)
+            if bound { unlink(path) }
+            throw error
+        }
+    }
+}

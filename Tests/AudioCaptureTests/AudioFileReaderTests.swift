@@ -1,0 +1,225 @@
+import AudioCapture
+import CSndfile
+import Foundation
+import TestSupport
+import XCTest
+
+final class AudioFileReaderTests: XCTestCase {
+    private var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = try Fixtures.temporaryDirectory("audio-files")
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// 1 kHz in both channels (0.6 left, 0.2 right: mean 0.4) for `seconds` at `rate`.
+    private func stereoTone(rate: Int, seconds: Double) -> [Float] {
+        let n = Int(Double(rate) * seconds)
+        return Signals.interleave([
+            Signals.sine(frequency: 1000, amplitude: 0.6, rate: Double(rate), count: n),
+            Signals.sine(frequency: 1000, amplitude: 0.2, rate: Double(rate), count: n),
+        ])
+    }
+
+    private func assertTone(_ samples: [Float], seconds: Double, amplitude: Double, accuracy: Double = 0.002,
+                            maxResidual: Double = 2e-3, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertLessThanOrEqual(abs(samples.count - Int(32000 * seconds)), 1, "length", file: file, line: line)
+        let fit = Signals.fitSine(samples[1000..<samples.count - 1000], frequency: 1000, rate: 32000)
+        XCTAssertEqual(fit.amplitude, amplitude, accuracy: accuracy, "amplitude", file: file, line: line)
+        XCTAssertLessThan(fit.residual, maxResidual, "a pure 1 kHz tone", file: file, line: line)
+    }
+
+    func testDecodesFormatsRatesAndChannelsToMono32k() throws {
+        let cases: [(String, Int32, Int, Int, Double)] = [
+            ("float48k-stereo.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_FLOAT), 48000, 2, 2e-4),
+            ("pcm16-48k-stereo.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16), 48000, 2, 5e-4),
+            ("pcm16-32k-mono.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16), 32000, 1, 5e-4),
+            ("pcm16-8k-mono.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16), 8000, 1, 5e-4),
+            ("pcm24-44k-stereo.flac", Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_24), 44100, 2, 2e-4),
+            ("vorbis-48k-stereo.ogg", Int32(SF_FORMAT_OGG | SF_FORMAT_VORBIS), 48000, 2, 2e-2),
+        ]
+        for (name, format, rate, channels, maxResidual) in cases {
+            let url = dir.appendingPathComponent(name)
+            let samples = channels == 2 ? stereoTone(rate: rate, seconds: 1.5)
+                : Signals.sine(frequency: 1000, amplitude: 0.4, rate: Double(rate), count: rate * 3 / 2)
+            try Signals.writeFile(url, samples: samples, rate: rate, channels: channels, format: format)
+
+            let reader = try AudioFileReader(path: url.path, targetRate: 32000)
+            XCTAssertEqual(reader.sourceRate, rate, name)
+            XCTAssertEqual(reader.channels, channels, name)
+            XCTAssertEqual(reader.sourceFrames, Int64(rate * 3 / 2), name)
+            XCTAssertFalse(reader.formatDescription.isEmpty, name)
+            print("\(name): \(reader.formatDescription)")
+
+            let all = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
+            assertTone(all, seconds: 1.5, amplitude: 0.4, accuracy: name.hasSuffix(".ogg") ? 0.02 : 0.002, maxResidual: maxResidual)
+        }
+    }
+
+    func testSameRateMonoFloatIsBitExact() throws {
+        let url = dir.appendingPathComponent("exact.wav")
+        let samples = Signals.sine(frequency: 123, amplitude: 0.9, rate: 32000, count: 50000)
+        try Signals.writeFile(url, samples: samples, rate: 32000, channels: 1, format: Int32(SF_FORMAT_WAV | SF_FORMAT_FLOAT))
+        XCTAssertEqual(try AudioFileReader.readAll(path: url.path, targetRate: 32000), samples)
+    }
+
+    func testChunkedReadingMatchesReadAllAndBoundsChunks() throws {
+        let url = dir.appendingPathComponent("long.flac")
+        try Signals.writeFile(url, samples: stereoTone(rate: 48000, seconds: 3), rate: 48000, channels: 2,
+                              format: Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16))
+        let all = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
+
+        let reader = try AudioFileReader(path: url.path, targetRate: 32000, chunkFrames: 4096)
+        var pieces: [Float] = []
+        var buffer = [Float](repeating: 0, count: 999)
+        while true {
+            let n = try buffer.withUnsafeMutableBufferPointer { try reader.read(into: $0) }
+            if n == 0 { break }
+            pieces += buffer[0..<n]
+        }
+        XCTAssertEqual(pieces.count, all.count)
+        XCTAssertLessThan(zip(pieces, all).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        XCTAssertEqual(try buffer.withUnsafeMutableBufferPointer { try reader.read(into: $0) }, 0, "stays at end")
+
+        let chunked = try AudioFileReader(path: url.path, targetRate: 32000, chunkFrames: 4096)
+        var total = 0
+        while let chunk = try chunked.nextChunk() {
+            XCTAssertLessThanOrEqual(chunk.count, 4096, "chunks stay bounded")
+            total += chunk.count
+        }
+        XCTAssertEqual(total, all.count)
+    }
+
+    /// Feeds `data` through a real pipe from another thread; reads it via the descriptor.
+    private func readThroughPipe(_ data: Data, name: String) throws -> [Float] {
+        var fds: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&fds), 0)
+        let writeEnd = fds[1]
+        let writer = Thread {
+            data.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let n = write(writeEnd, bytes.baseAddress! + offset, min(8192, bytes.count - offset))
+                    if n <= 0 { break }
+                    offset += n
+                }
+            }
+            close(writeEnd)
+        }
+        writer.start()
+        defer { close(fds[0]) }
+        let reader = try AudioFileReader(fileDescriptor: fds[0], name: name, targetRate: 32000)
+        var all: [Float] = []
+        while let chunk = try reader.nextChunk() { all += chunk }
+        return all
+    }
+
+    func testNonSeekablePipeWorksForWavFlacAndOgg() throws {
+        // The float WAV is larger than the reader's 1 MiB replay prefix.
+        let cases: [(String, Int32)] = [
+            ("p.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_FLOAT)),
+            ("p.flac", Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16)),
+            ("p.ogg", Int32(SF_FORMAT_OGG | SF_FORMAT_VORBIS)),
+        ]
+        for (name, format) in cases {
+            let url = dir.appendingPathComponent(name)
+            try Signals.writeFile(url, samples: stereoTone(rate: 48000, seconds: 4), rate: 48000, channels: 2, format: format)
+            let fromFile = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
+            let fromPipe = try readThroughPipe(try Data(contentsOf: url), name: name)
+            XCTAssertEqual(fromPipe.count, fromFile.count, name)
+            XCTAssertLessThan(zip(fromPipe, fromFile).map { abs($0 - $1) }.max() ?? 1, 1e-5, name)
+        }
+    }
+
+    func testDashReadsStandardInputFromAPipeOrARedirectedFile() throws {
+        let url = dir.appendingPathComponent("stdin.flac")
+        try Signals.writeFile(url, samples: stereoTone(rate: 48000, seconds: 1), rate: 48000, channels: 2,
+                              format: Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16))
+        let data = try Data(contentsOf: url)
+        let savedStdin = dup(0)
+        defer {
+            dup2(savedStdin, 0)
+            close(savedStdin)
+        }
+
+        // `cat file | htsatd --file -`
+        var fds: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&fds), 0)
+        dup2(fds[0], 0)
+        close(fds[0])
+        let writeEnd = fds[1]
+        let writer = Thread {
+            data.withUnsafeBytes { _ = write(writeEnd, $0.baseAddress!, $0.count) }
+            close(writeEnd)
+        }
+        writer.start()
+        let piped = try AudioFileReader.readAll(path: "-", targetRate: 32000)
+        dup2(savedStdin, 0)
+        assertTone(piped, seconds: 1, amplitude: 0.4)
+
+        // `htsatd --file - < file`
+        let fd = open(url.path, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        dup2(fd, 0)
+        close(fd)
+        let redirected = try AudioFileReader.readAll(path: "-", targetRate: 32000)
+        dup2(savedStdin, 0)
+        XCTAssertEqual(redirected, piped)
+    }
+
+    func testBadInputGivesClearErrors() throws {
+        func expect(_ path: String, _ kind: AudioFileError.Kind, containing text: String, line: UInt = #line) {
+            XCTAssertThrowsError(try AudioFileReader.readAll(path: path, targetRate: 32000), line: line) { error in
+                guard let error = error as? AudioFileError else { return XCTFail("\(error)", line: line) }
+                XCTAssertEqual(error.kind, kind, "\(error)", line: line)
+                XCTAssertTrue(error.description.contains(path), "names the file: \(error)", line: line)
+                XCTAssertTrue(error.description.lowercased().contains(text.lowercased()), "\(error)", line: line)
+            }
+        }
+        expect(dir.appendingPathComponent("missing.wav").path, .cannotOpen, containing: "No such file")
+
+        let noise = dir.appendingPathComponent("noise.wav")
+        try Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }).write(to: noise)
+        expect(noise.path, .unrecognisedFormat, containing: "WAV, FLAC, OGG")
+
+        let empty = dir.appendingPathComponent("empty.flac")
+        try Data().write(to: empty)
+        XCTAssertThrowsError(try AudioFileReader.readAll(path: empty.path, targetRate: 32000)) { error in
+            XCTAssertTrue("\(error)".contains(empty.path), "\(error)")
+        }
+        XCTAssertThrowsError(try AudioFileReader.readAll(path: dir.path, targetRate: 32000)) { error in
+            XCTAssertTrue("\(error)".contains(self.dir.path), "a directory: \(error)")
+        }
+
+        let slow = dir.appendingPathComponent("1hz.wav")
+        try Signals.writeFile(slow, samples: [0, 0.1, 0.2], rate: 1, channels: 1, format: Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16))
+        expect(slow.path, .invalidContents, containing: "sample rate 1 Hz")
+
+        let good = dir.appendingPathComponent("good.wav")
+        try Signals.writeFile(good, samples: [0, 0.1, 0.2], rate: 8000, channels: 1, format: Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16))
+        XCTAssertThrowsError(try AudioFileReader(path: good.path, targetRate: 0)) { error in
+            XCTAssertEqual((error as? AudioFileError)?.kind, .resampleFailed, "\(error)")
+        }
+    }
+
+    func testTruncatedFilesNeitherCrashNorHang() throws {
+        for (name, format) in [("t.flac", Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16)), ("t.wav", Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16)),
+                               ("t.ogg", Int32(SF_FORMAT_OGG | SF_FORMAT_VORBIS))] {
+            let url = dir.appendingPathComponent(name)
+            try Signals.writeFile(url, samples: stereoTone(rate: 48000, seconds: 2), rate: 48000, channels: 2, format: format)
+            let data = try Data(contentsOf: url)
+            try data.prefix(data.count / 2).write(to: url)
+            do {
+                let samples = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
+                XCTAssertLessThan(samples.count, 64000, "\(name): at most what the file holds")
+                print("truncated \(name): \(samples.count) samples decoded")
+            } catch let error as AudioFileError {
+                XCTAssertTrue(error.description.contains(url.path), "\(error)")
+                print("truncated \(name): \(error)")
+            }
+        }
+    }
+}

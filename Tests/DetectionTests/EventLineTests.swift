@@ -1,0 +1,36 @@
+import Detection
+import Foundation
+import XCTest
+
+final class EventLineTests: XCTestCase {
+    let origin = Date(timeIntervalSince1970: 1_700_000_000)
+
+    func testStartLineShape() throws {
+        let encoder = EventLineEncoder(clock: EventLineEncoder.clock(origin: origin))
+        let event = DetectionEvent(kind: .start, event: "dog_bark", id: 3, start: 8.07, score: 0.8734,
+                                   labels: [LabelScore(label: "Bark", score: 0.8734), LabelScore(label: "Dog", score: 0.61)])
+        let line = encoder.line(for: event)
+        XCTAssertFalse(line.contains("\n"))
+        XCTAssertEqual(line, #"{"type":"start","event":"dog_bark","id":3,"start":8.07,"time":"2023-11-14T22:13:28.070Z","score":0.873,"labels":[{"label":"Bark","score":0.873},{"label":"Dog","score":0.61}]}"#)
+    }
+
+    func testStopLineShapeAndEscaping() throws {
+        let encoder = EventLineEncoder(clock: EventLineEncoder.clock(origin: origin))
+        let event = DetectionEvent(kind: .stop, event: "odd \"name\"\n/é", id: 4, start: 1.0, end: 3.4567, score: 0.9,
+                                   labels: [LabelScore(label: "Smoke detector, smoke alarm", score: 0.9)])
+        let line = encoder.line(for: event)
+        XCTAssertFalse(line.contains("\n"))
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(Set(object.keys), ["type", "event", "id", "start", "end", "duration", "time", "peak_score", "labels"])
+        XCTAssertEqual(object["type"] as? String, "stop")
+        XCTAssertEqual(object["event"] as? String, "odd \"name\"\n/é")
+        XCTAssertEqual(object["id"] as? Int, 4)
+        XCTAssertEqual(object["end"] as? Double, 3.457)
+        XCTAssertEqual(object["duration"] as? Double, 2.457)
+        XCTAssertEqual(object["peak_score"] as? Double, 0.9)
+        XCTAssertEqual(object["time"] as? String, "2023-11-14T22:13:23.457Z")
+        let labels = try XCTUnwrap(object["labels"] as? [[String: Any]])
+        XCTAssertEqual(labels.first?["label"] as? String, "Smoke detector, smoke alarm")
+        XCTAssertTrue(line.hasPrefix(#"{"type":"stop","event":"#), line)
+    }
+}

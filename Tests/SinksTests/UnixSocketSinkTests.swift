@@ -1,0 +1,267 @@
+import Foundation
+import Glibc
+import Logging
+import Sinks
+import XCTest
+
+final class UnixSocketSinkTests: XCTestCase {
+    private var dir = ""
+    private var socketPath: String { dir + "/events.sock" }
+    private let logs = LogCapture()
+
+    override func setUpWithError() throws {
+        dir = try makeShortTempDir()
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    private func makeSink(mode: mode_t = 0o660, maxClientBacklog: Int = 256 * 1024) throws -> UnixSocketSink {
+        try UnixSocketSink(path: socketPath, mode: mode, maxClientBacklog: maxClientBacklog, logger: logs.logger())
+    }
+
+    private func connect(_ count: Int, to sink: UnixSocketSink) throws -> [LineClient] {
+        let before = sink.clientCount
+        let clients = try (0..<count).map { _ in try LineClient(path: socketPath) }
+        XCTAssertTrue(waitUntil { sink.clientCount == before + count }, "server did not accept \(count) clients")
+        return clients
+    }
+
+    func testSeveralClientsReceiveAllLinesInOrder() throws {
+        let sink = try makeSink()
+        defer { sink.close() }
+        let clients = try connect(3, to: sink)
+        let expected = (0..<2000).map { eventLine($0) }
+        for line in expected { sink.publish(SinkMessage(line: line)) }
+        for client in clients {
+            assertLines(client.readLines(expected.count), expected, "client \(client.fd)")
+            client.close()
+        }
+    }
+
+    func testLateClientGetsOpenEventsFirstButNotClosedOnes() throws {
+        let sink = try makeSink()
+        defer { sink.close() }
+        let early = try connect(1, to: sink)[0]
+        let messages = [
+            SinkMessage(line: "start dog", opens: 1),
+            SinkMessage(line: "start siren", opens: 2),
+            SinkMessage(line: "status"),
+            SinkMessage(line: "stop dog", closes: 1),
+            SinkMessage(line: "start speech", opens: 3),
+            SinkMessage(line: "update siren", opens: 2, closes: 2),
+        ]
+        for message in messages { sink.publish(message) }
+        let late = try connect(1, to: sink)[0]
+        sink.publish(SinkMessage(line: "stop speech", closes: 3))
+        sink.publish(SinkMessage(line: "later"))
+
+        XCTAssertEqual(late.readLines(4), ["update siren", "start speech", "stop speech", "later"])
+        XCTAssertEqual(early.readLines(8), messages.map(\.line) + ["stop speech", "later"])
+
+        // After the close, a third client sees only the event still open.
+        let third = try connect(1, to: sink)[0]
+        sink.publish(SinkMessage(line: "end"))
+        XCTAssertEqual(third.readLines(2), ["update siren", "end"])
+    }
+
+    func testStalledClientIsDroppedWhileOthersKeepReceivingAndPublishStaysFast() throws {
+        let backlog = 64 * 1024
+        let sink = try makeSink(maxClientBacklog: backlog)
+        defer { sink.close() }
+        let stalled = try connect(1, to: sink)[0]  // connected, never reads until the end
+        let reader = try connect(1, to: sink)[0]
+
+        // The reader runs on its own thread; batches stay well under the backlog so only the stalled client overflows.
+        let batch = 16
+        let line = { (i: Int) in eventLine(i, padding: 1000) }
+        let received = LockedLines()
+        let readerDone = expectation(description: "reader finished")
+        let readerThread = Thread {
+            while let text = reader.readLine() {
+                received.append(text)
+                if text == "done" { break }
+            }
+            readerDone.fulfill()
+        }
+        readerThread.start()
+
+        var published = 0
+        var slowest: TimeInterval = 0
+        var droppedAt: Int?
+        let start = Date()
+        while published < 20_000 {
+            for _ in 0..<batch {
+                let t0 = Date()
+                sink.publish(SinkMessage(line: line(published)))
+                slowest = max(slowest, Date().timeIntervalSince(t0))
+                published += 1
+            }
+            guard waitUntil({ received.count == published }) else {
+                XCTFail("reader fell behind at line \(published)")
+                break
+            }
+            if droppedAt == nil && sink.clientCount == 1 { droppedAt = published }
+            if let at = droppedAt, published >= at + 20 * batch { break }
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        sink.publish(SinkMessage(line: "done"))
+        wait(for: [readerDone], timeout: 10)
+
+        XCTAssertNotNil(droppedAt, "stalled client was never dropped after \(published) lines")
+        assertLines(received.lines, (0..<published).map(line) + ["done"], "reading client")
+        XCTAssertLessThan(slowest, 0.25, "a single publish took \(slowest) s")
+        XCTAssertLessThan(elapsed, 10, "publishing \(published) lines took \(elapsed) s")
+
+        // The stalled client got an in-order prefix and then EOF; the drop was logged with its pid.
+        let prefix = stalled.readToEnd()
+        XCTAssertTrue(stalled.sawEOF)
+        XCTAssertGreaterThan(prefix.count, 0)
+        XCTAssertLessThan(prefix.count, published)
+        assertLines(prefix, (0..<prefix.count).map(line), "stalled client")
+        let drops = logs.records.filter { $0.level == .warning && $0.message.contains("dropping") }
+        XCTAssertEqual(drops.count, 1)
+        XCTAssertEqual(drops.first?.metadata["pid"]?.description, "\(getpid())")
+        XCTAssertEqual(drops.first?.metadata["fd"] != nil, true)
+        stalled.close()
+        reader.close()
+        print("stalled client dropped after \(droppedAt ?? -1) lines of ~1 KB; \(published) lines in \(elapsed) s; slowest publish \(slowest * 1e6) µs")
+    }
+
+    func testDisconnectedClientsAreCleanedUp() throws {
+        let sink = try makeSink()
+        defer { sink.close() }
+        let clients = try connect(3, to: sink)
+        clients[0].close()
+        XCTAssertTrue(waitUntil { sink.clientCount == 2 }, "closed client not cleaned up")
+
+        // A client that sends data and then shuts down its write side still receives lines.
+        let chatty = clients[1]
+        XCTAssertEqual(send(chatty.fd, "hello\n", 6, 0), 6)
+        XCTAssertEqual(shutdown(chatty.fd, Int32(SHUT_WR)), 0)
+        sink.publish(SinkMessage(line: "one"))
+        XCTAssertEqual(chatty.readLine(), "one")
+        XCTAssertEqual(sink.clientCount, 2)
+
+        // Closing with unread data pending is cleaned up too.
+        sink.publish(SinkMessage(line: "two"))
+        clients[2].close()
+        chatty.close()
+        XCTAssertTrue(waitUntil { sink.clientCount == 0 }, "hung-up clients not cleaned up")
+        sink.publish(SinkMessage(line: "nobody listening"))
+        let fresh = try connect(1, to: sink)[0]
+        sink.publish(SinkMessage(line: "three"))
+        XCTAssertEqual(fresh.readLine(), "three")
+    }
+
+    func testSocketModeIsApplied() throws {
+        for mode: mode_t in [0o600, 0o660] {
+            let sink = try makeSink(mode: mode)
+            var st = stat()
+            XCTAssertEqual(lstat(socketPath, &st), 0)
+            XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK)
+            XCTAssertEqual(st.st_mode & 0o7777, mode)
+            sink.close()
+        }
+    }
+
+    func testCloseRemovesSocketFileAndDisconnectsClients() throws {
+        let sink = try makeSink()
+        let client = try connect(1, to: sink)[0]
+        sink.publish(SinkMessage(line: "last"))
+        sink.close()
+        XCTAssertNotEqual(access(socketPath, F_OK), 0, "socket file still present after close")
+        XCTAssertEqual(client.readToEnd(), ["last"])
+        XCTAssertTrue(client.sawEOF)
+        sink.close()  // idempotent
+        sink.publish(SinkMessage(line: "ignored"))
+        XCTAssertThrowsError(try LineClient(path: socketPath))
+        client.close()
+    }
+
+    func testStaleSocketIsReplaced() throws {
+        // A bound socket nobody listens on: what a crashed daemon leaves behind.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: Array(socketPath.utf8) + [0])
+        }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        Glibc.close(stale)
+        XCTAssertThrowsError(try LineClient(path: socketPath))  // really stale: ECONNREFUSED
+
+        let sink = try makeSink()
+        defer { sink.close() }
+        let client = try connect(1, to: sink)[0]
+        sink.publish(SinkMessage(line: "fresh"))
+        XCTAssertEqual(client.readLine(), "fresh")
+    }
+
+    func testLiveSocketIsRefused() throws {
+        let first = try makeSink()
+        defer { first.close() }
+        XCTAssertThrowsError(try makeSink()) { error in
+            XCTAssertEqual(error as? SinkError, .alreadyServing(path: socketPath))
+            XCTAssertTrue("\(error)".contains("another htsatd is serving \(socketPath)"), "\(error)")
+        }
+        // The refused attempt must leave the live socket working (its probe connection comes and goes).
+        XCTAssertTrue(waitUntil { first.clientCount == 0 }, "probe connection not cleaned up")
+        let client = try connect(1, to: first)[0]
+        first.publish(SinkMessage(line: "still here"))
+        XCTAssertEqual(client.readLine(), "still here")
+    }
+
+    func testBadPathsGiveClearErrors() throws {
+        let regular = dir + "/plain"
+        XCTAssertTrue(FileManager.default.createFile(atPath: regular, contents: Data("x".utf8)))
+        XCTAssertThrowsError(try UnixSocketSink(path: regular, logger: logs.logger())) { error in
+            XCTAssertEqual(error as? SinkError, .notASocket(path: regular))
+            XCTAssertTrue("\(error)".contains(regular))
+        }
+        XCTAssertEqual(try String(contentsOfFile: regular, encoding: .utf8), "x", "regular file must be left alone")
+
+        let missing = dir + "/no/such/dir/events.sock"
+        XCTAssertThrowsError(try UnixSocketSink(path: missing, logger: logs.logger())) { error in
+            XCTAssertEqual(error as? SinkError, .socketDirectoryMissing(path: missing))
+            XCTAssertTrue("\(error)".contains(dir + "/no/such/dir does not exist"), "\(error)")
+        }
+
+        let long = dir + "/" + String(repeating: "a", count: 120) + ".sock"
+        XCTAssertThrowsError(try UnixSocketSink(path: long, logger: logs.logger())) { error in
+            XCTAssertEqual(error as? SinkError, .socketPathTooLong(path: long, limit: 108))
+            XCTAssertTrue("\(error)".contains(long))
+        }
+        XCTAssertThrowsError(try UnixSocketSink(path: "", logger: logs.logger())) { error in
+            XCTAssertEqual(error as? SinkError, .invalidSocketPath(path: ""))
+        }
+    }
+}
+
+/// Lines received on another thread.
+final class LockedLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+
+    func append(_ line: String) {
+        lock.lock()
+        stored.append(line)
+        lock.unlock()
+    }
+
+    var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored.count
+    }
+
+    var lines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+}

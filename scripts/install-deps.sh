@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages htsatd builds and tests against. Safe to re-run.
+set -euo pipefail
+packages=(
+  libasound2-dev libasound2-plugins alsa-utils   # ALSA capture (alsa-lib, its plugins, aplay/arecord)
+  libopenblas-dev                                 # GEMMs
+  libfftw3-dev                                    # STFT (fftw3f)
+  libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
+  libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
+  pkg-config socat
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v swift >/dev/null || { echo "error: no Swift toolchain on PATH; install Swift 6 from swift.org (tarball for Debian 12) and add its usr/bin to PATH" >&2; exit 1; }
