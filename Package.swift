@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "HTSAT", "AudioCapture", "TestSupport",
                                                       .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SinksTests", dependencies: ["Sinks", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "HTSAT", "AudioCapture", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

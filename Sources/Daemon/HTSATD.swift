@@ -4,7 +4,9 @@ import ArgumentParser
 public struct HTSATD: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "htsatd",
-        abstract: "Real-time sound event detection with HTS-AT."
+        abstract: "Real-time sound event detection with HTS-AT on Linux.",
+        subcommands: [Run.self, Scores.self, Tag.self, Events.self],
+        defaultSubcommand: Run.self
     )
     public init() {}
 }

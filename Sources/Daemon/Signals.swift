@@ -3,38 +3,52 @@ import Foundation
 import Glibc
 #endif
 
-/// Delivers SIGTERM/SIGINT/SIGHUP to a handler on a dedicated thread (sigwait), so no work runs in signal context.
+/// Write end of the self-pipe; the only state the async-signal handler touches.
+private var signalPipeWriteEnd: Int32 = -1
+
+/// Delivers SIGTERM/SIGINT/SIGHUP to a handler on a dedicated thread, so no work runs in signal context.
+///
+/// A handler that writes the signal number into a pipe (the self-pipe trick) works whichever thread the kernel
+/// picks; blocking the signals instead would miss threads that libraries start early (OpenBLAS's pool starts
+/// when the library loads).
 public final class SignalWatcher {
     /// The signals the daemon reacts to.
     public enum Signal { case terminate(Int32), hangup }
 
-    private let handler: (Signal) -> Void
-    private var thread: Thread?
-
-    /// Blocks the signals in the calling thread (call before starting other threads, so they inherit the mask)
-    /// and ignores SIGPIPE so a vanished reader surfaces as EPIPE, not as death.
-    public static func blockDaemonSignals() {
+    /// Ignores SIGPIPE so a vanished reader surfaces as EPIPE, not as death.
+    public static func ignoreSIGPIPE() {
         signal(SIGPIPE, SIG_IGN)
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
+    /// Installs the handlers and starts the thread that calls `handler` for each signal.
     public init(handler: @escaping (Signal) -> Void) {
-        self.handler = handler
-        let t = Thread { [handler] in
-            var set = sigset_t()
-            sigemptyset(&set)
-            for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { fatalError("pipe failed: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        signalPipeWriteEnd = fds[1]
+        let readEnd = fds[0]
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { sig in
+                let saved = errno
+                var byte = UInt8(truncatingIfNeeded: sig)
+                _ = write(signalPipeWriteEnd, &byte, 1)
+                errno = saved
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(sig, &action, nil)
+        }
+        let thread = Thread {
+            var byte: UInt8 = 0
             while true {
-                var sig: Int32 = 0
-                guard sigwait(&set, &sig) == 0 else { continue }
-                handler(sig == SIGHUP ? .hangup : .terminate(sig))
+                let n = read(readEnd, &byte, 1)
+                if n < 0 && errno == EINTR { continue }
+                guard n == 1 else { return }
+                handler(Int32(byte) == SIGHUP ? .hangup : .terminate(Int32(byte)))
             }
         }
-        t.name = "htsatd-signals"
-        thread = t
-        t.start()
+        thread.name = "htsatd-signals"
+        thread.start()
     }
 }

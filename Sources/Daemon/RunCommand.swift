@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Sinks
+
+/// The daemon: live ALSA capture (or `--input FILE`) to start/stop event lines. The root command's default.
+public struct Run: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Detect sound events live from an ALSA device (the default command), or in a file with --input.",
+        discussion: """
+        Events are JSON lines on stdout (unless --no-stdout), on a Unix socket (--socket) and in a log file \
+        (--log-file). Flags override the configuration file. SIGTERM/SIGINT stop cleanly (open events get their \
+        stop line); SIGHUP reopens the log file.
+        """
+    )
+
+    @Option(help: "JSON configuration file (see config.example.json).") var config: String?
+    @Option(help: "Model checkpoint: the official .ckpt, a torch.save state_dict or .safetensors.") var model: String?
+    @Option(help: "AudioSet class_labels_indices.csv (default: beside the model).") var labels: String?
+    @Option(help: "Signal preset of the checkpoint: audioset, esc50 or scv2.") var preset: String?
+    @Option(help: "ALSA capture device, e.g. hw:1, plughw:1,0, default.") var device: String?
+    @Option(help: "Comma-separated event names (built-in groups or AudioSet labels; see 'htsatd events').")
+    var events: [String] = []
+    @Option(help: "On threshold for every event (the config may override it per event).") var threshold: Float?
+    @Option(name: .customLong("off-threshold"), help: "Off threshold for every event (hysteresis).") var offThreshold: Float?
+    @Option(help: "Seconds between analysis windows.") var hop: Double?
+    @Option(help: "Seconds a fused score waits for more overlapping windows before tracking (latency vs. accuracy).")
+    var settle: Double?
+    @Option(help: "Inference threads.") var threads: Int?
+    @Option(help: "Serve events on this Unix socket path (e.g. /run/htsatd/events.sock).") var socket: String?
+    @Option(name: .customLong("socket-mode"), help: "Socket file mode, octal (default 0660).") var socketMode: String?
+    @Option(name: .customLong("log-file"), help: "Append events to this file; SIGHUP reopens it.") var logFile: String?
+    @Flag(name: .customLong("no-stdout"), help: "Do not write events to stdout.") var noStdout = false
+    @Flag(name: .customLong("exit-on-device-error"), help: "Exit non-zero when the device fails instead of retrying.")
+    var exitOnDeviceError = false
+    @Option(help: "Analyse an audio file (WAV/FLAC/OGG; - reads stdin) as fast as possible, then exit.") var input: String?
+    @Option(name: .customLong("stats-interval"), help: "Seconds between stats lines on stderr (0: off).") var statsInterval: Double?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Flag(name: .customLong("pace-realtime"), help: .hidden) var paceRealtime = false
+
+    public init() {}
+
+    /// The configuration file with the flags applied on top, validated.
+    func effectiveConfig() throws -> DaemonConfig {
+        var c = try config.map { try DaemonConfig.load(path: $0) } ?? DaemonConfig()
+        if let model { c.model = model }
+        if let labels { c.labels = labels }
+        if let preset {
+            guard let p = DaemonConfig.Preset(rawValue: preset) else {
+                throw DaemonError("--preset \(preset): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.preset = p
+        }
+        if let device { c.device = device }
+        let names = events.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        if !names.isEmpty { c.events = names }
+        if let threshold {
+            c.defaults.onThreshold = threshold
+            // Keep hysteresis valid when only --threshold is given below the default off threshold.
+            if offThreshold == nil, c.defaults.offThreshold > threshold { c.defaults.offThreshold = threshold }
+        }
+        if let offThreshold { c.defaults.offThreshold = offThreshold }
+        if let hop { c.hopSeconds = hop }
+        if let settle { c.settleSeconds = settle }
+        if let threads { c.threads = threads }
+        if let socket { c.outputs.socket = socket }
+        if let socketMode {
+            guard let mode = DaemonConfig.parseSocketMode(socketMode) else {
+                throw DaemonError("--socket-mode \(socketMode): expected an octal mode such as 0660")
+            }
+            c.outputs.socketMode = mode
+        }
+        if let logFile { c.outputs.logFile = logFile }
+        if noStdout { c.outputs.stdout = false }
+        if exitOnDeviceError { c.exitOnDeviceError = true }
+        if let statsInterval { c.statsInterval = statsInterval }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else {
+                throw DaemonError("--log-level \(logLevel): expected trace, debug, info, notice, warning, error or critical")
+            }
+            c.logLevel = level
+        }
+        try c.validate()
+        return c
+    }
+
+    public func run() throws {
+        try runReportingErrors {
+            let config = try effectiveConfig()
+            let logger = makeLogger(level: config.logLevel)
+            SignalWatcher.ignoreSIGPIPE()
+            let pipeline = try Pipeline(config: config, logger: logger)
+            if let input {
+                try pipeline.runFile(path: input)
+                return
+            }
+            let watcher = SignalWatcher { signal in
+                switch signal {
+                case .terminate: pipeline.stop()
+                case .hangup: pipeline.reopenLogFile()
+                }
+            }
+            try withExtendedLifetime(watcher) { try pipeline.runLive(paceToRealTime: paceRealtime) }
+        }
+    }
+}
+
+/// Prints `error: …` for any failure and exits 1, instead of ArgumentParser's generic report.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("htsatd: error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// A stderr logger (journald adds its own timestamps under systemd).
+func makeLogger(level: Logger.Level) -> Logger {
+    var logger = Logger(label: "htsatd") { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = level
+    return logger
+}

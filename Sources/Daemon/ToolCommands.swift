@@ -1,0 +1,135 @@
+import ArgumentParser
+import AudioCapture
+import Detection
+import Foundation
+import HTSAT
+
+/// Options shared by the commands that load a model.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model checkpoint: the official .ckpt, a torch.save state_dict or .safetensors.")
+    var model: String = DaemonConfig.defaultModelPath
+    @Option(help: "Signal preset of the checkpoint: audioset, esc50 or scv2.") var preset: String = "audioset"
+    @Option(help: "Inference threads.") var threads: Int = 1
+
+    func load() throws -> HTSATModel {
+        guard let p = DaemonConfig.Preset(rawValue: preset) else {
+            throw DaemonError("--preset \(preset): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var c = DaemonConfig()
+        c.preset = p
+        return try loadModel(path: model, signal: c.signal.modelSignal, threads: threads)
+    }
+}
+
+/// `htsatd scores`: the model's raw outputs for the first clip of a file, as one JSON object.
+public struct Scores: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Print clipwise and framewise scores for the first window (10 s) of an audio file as JSON.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Audio file (WAV/FLAC/OGG, any rate and channel count; - reads stdin).") var input: String
+
+    public init() {}
+
+    public func run() throws {
+        try runReportingErrors {
+            let model = try modelOptions.load()
+            let signal = model.config.signal
+            var samples = try AudioFileReader.readAll(path: input, targetRate: signal.sampleRate)
+            if samples.count > signal.clipSamples { samples.removeSubrange(signal.clipSamples...) }
+            let out = model.infer(samples)
+            var json = "{\"clipwise\":"
+            appendArray(out.clipwise[...], to: &json)
+            json += ",\"framewise\":["
+            let c = model.config.classes
+            for f in 0..<model.config.framewiseFrames {
+                if f > 0 { json += "," }
+                appendArray(out.framewise[f * c..<(f + 1) * c], to: &json)
+            }
+            json += "],\"latent\":"
+            appendArray(out.latent[...], to: &json)
+            json += ",\"sample_rate\":\(signal.sampleRate),\"samples\":\(samples.count)}\n"
+            FileHandle.standardOutput.write(Data(json.utf8))
+        }
+    }
+}
+
+/// Appends `[a,b,…]` with each float's shortest round-trip spelling.
+private func appendArray(_ values: ArraySlice<Float>, to out: inout String) {
+    out += "["
+    var first = true
+    for v in values {
+        if !first { out += "," }
+        first = false
+        out += v.isFinite ? v.description : "null"
+    }
+    out += "]"
+}
+
+/// `htsatd tag`: the top labels of every 10-s window of one or more files.
+public struct Tag: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Print the top AudioSet labels with scores for each 10-s window of audio files.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "AudioSet class_labels_indices.csv (default: beside the model).") var labels: String?
+    @Option(help: "Labels to show per window.") var top: Int = 5
+    @Flag(help: "One JSON object per window instead of text.") var json = false
+    @Argument(help: "Audio files (WAV/FLAC/OGG, any rate and channel count).") var files: [String]
+
+    public init() {}
+
+    public func run() throws {
+        try runReportingErrors {
+            let labelsPath = labels ?? URL(fileURLWithPath: modelOptions.model).deletingLastPathComponent()
+                .appendingPathComponent(DaemonConfig.labelsFileName).path
+            let names = try loadLabels(path: labelsPath)
+            let model = try modelOptions.load()
+            try names.validate(classes: model.config.classes)
+            let clip = model.config.signal.clipSamples
+            let rate = Double(model.config.signal.sampleRate)
+            var output = HTSATOutput(config: model.config)
+            for file in files {
+                let samples = try AudioFileReader.readAll(path: file, targetRate: model.config.signal.sampleRate)
+                var start = 0
+                repeat {
+                    let end = min(start + clip, samples.count)
+                    samples[start..<end].withUnsafeBufferPointer { model.infer($0, into: &output, tap: nil) }
+                    let best = output.clipwise.indices.sorted { output.clipwise[$0] > output.clipwise[$1] }.prefix(max(1, top))
+                    let from = Double(start) / rate, to = Double(end) / rate
+                    if json {
+                        let object: [String: Any] = [
+                            "file": file, "start": from, "end": to,
+                            "labels": best.map { ["label": names.names[$0], "score": Double(output.clipwise[$0])] },
+                        ]
+                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                        print(String(decoding: data, as: UTF8.self))
+                    } else {
+                        let text = best.map { "\(names.names[$0]) \(String(format: "%.3f", output.clipwise[$0]))" }
+                        print("\(file) [\(String(format: "%.1f", from))-\(String(format: "%.1f", to)) s]  \(text.joined(separator: ", "))")
+                    }
+                    start = end
+                } while start < samples.count
+            }
+        }
+    }
+}
+
+/// `htsatd events`: every event name the daemon accepts, with its AudioSet labels.
+public struct Events: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "List the built-in event names and their AudioSet labels (any exact AudioSet label works too).")
+
+    @Option(help: "AudioSet class_labels_indices.csv.")
+    var labels: String = URL(fileURLWithPath: DaemonConfig.defaultModelPath).deletingLastPathComponent()
+        .appendingPathComponent(DaemonConfig.labelsFileName).path
+
+    public init() {}
+
+    public func run() throws {
+        try runReportingErrors {
+            let catalog = try EventCatalog(labels: try loadLabels(path: labels))
+            print(catalog.listing())
+        }
+    }
+}

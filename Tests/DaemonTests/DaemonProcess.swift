@@ -1,0 +1,127 @@
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `htsatd` binary, run as a real subprocess with its output in files (no pipe can fill up and block it).
+final class DaemonProcess {
+    let process = Process()
+    let stdoutURL: URL
+    let stderrURL: URL
+
+    /// The `htsatd` beside the test bundle (same build configuration).
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("htsatd")
+    }
+
+    init(_ arguments: [String], in directory: URL, environment extra: [String: String] = [:], stdin: FileHandle? = nil) throws {
+        stdoutURL = directory.appendingPathComponent("stdout-\(UUID().uuidString.prefix(6)).txt")
+        stderrURL = directory.appendingPathComponent("stderr-\(UUID().uuidString.prefix(6)).txt")
+        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
+            throw XCTSkip("htsatd binary not found at \(Self.binary.path): build it first (swift build --build-tests)")
+        }
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        for (k, v) in extra { env[k] = v }
+        process.environment = env
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        if let stdin { process.standardInput = stdin }
+        try process.run()
+    }
+
+    var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    /// Waits for exit; kills and fails after `timeout` seconds so a hang can never stall the suite.
+    @discardableResult
+    func wait(timeout: Double, file: StaticString = #filePath, line: UInt = #line) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            XCTFail("htsatd did not exit within \(timeout) s; stderr:\n\(stderr)", file: file, line: line)
+        }
+        return process.terminationStatus
+    }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(50_000)
+    }
+    return condition()
+}
+
+/// JSON objects of the lines in `text` (non-JSON lines are skipped).
+func jsonLines(_ text: String) -> [[String: Any]] {
+    text.split(separator: "\n").compactMap {
+        (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+    }
+}
+
+/// A connected Unix stream socket client that reads lines on demand.
+final class SocketClient {
+    let fd: Int32
+    private var buffer = [UInt8]()
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0 else {
+            close(fd)
+            throw NSError(domain: "connect", code: Int(errno))
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Reads lines until `predicate` matches one or `timeout` passes; returns every line read.
+    func readLines(timeout: Double, until predicate: ([String: Any]) -> Bool) -> [[String: Any]] {
+        var lines: [[String: Any]] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 100) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            buffer += chunk[0..<n]
+            while let nl = buffer.firstIndex(of: 10) {
+                let line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                if let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] {
+                    lines.append(obj)
+                    if predicate(obj) { return lines }
+                }
+            }
+        }
+        return lines
+    }
+}
