@@ -7,7 +7,7 @@ packages=(
   libfftw3-dev                                    # STFT (fftw3f)
   libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
   libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
-  pkg-config socat
+  pkg-config socat curl ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do

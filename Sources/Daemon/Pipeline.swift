@@ -98,6 +98,9 @@ final class Pipeline: @unchecked Sendable {
         self.config = config
         self.logger = logger
         self.notifier = SystemdNotifier(logger: logger)
+        for name in config.unusedEventSettings {
+            logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
+        }
         self.loaded = try LoadedModel(config: config, logger: logger)
         try openSinks()
     }
@@ -277,8 +280,9 @@ final class Pipeline: @unchecked Sendable {
                 let now = DispatchTime.now().uptimeNanoseconds
                 if interval != nil {
                     self.lock.lock(); let progress = self.lastProgress; self.lock.unlock()
-                    // Stale progress means the analysis hangs: stop pinging and let systemd restart us.
-                    if now - progress < max(3 * hopNs, 5_000_000_000) { self.notifier.watchdog() }
+                    // Stale progress means the analysis hangs: stop pinging and let systemd restart us. The bound
+                    // exceeds capture's longest retry wait (10 s), which also counts as progress.
+                    if progress > 0, now - progress < max(3 * hopNs, 15_000_000_000) { self.notifier.watchdog() }
                 }
                 if statsEvery > 0, Double(now - lastStats) / 1e9 >= statsEvery {
                     let cpu = cpuSeconds()
