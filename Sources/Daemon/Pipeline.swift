@@ -194,8 +194,12 @@ final class Pipeline: @unchecked Sendable {
         if alreadyStopping { ring.close() }
 
         isLive = true
-        let origin = Date()
-        let scheduler = try makeScheduler(clock: EventLineEncoder.clock(origin: origin))
+        // Stream time to wall-clock time through the newest captured sample (≈ now): stays right when the device
+        // appears late or capture loses frames to a reconnect, where a fixed origin would drift.
+        let rate = Double(signal.sampleRate)
+        let scheduler = try makeScheduler(clock: { streamSeconds in
+            Date().addingTimeInterval(streamSeconds - Double(ring.totalWritten) / rate)
+        })
         self.scheduler = scheduler
         let watchdogStop = startWatchdogAndStats(ring: ring, capture: capture, scheduler: scheduler)
         capture.start()

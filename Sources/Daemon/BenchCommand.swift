@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import HTSAT
+
+/// `htsatd bench`: times the forward pass of one 10-s window, per part, with a given model or random full-size weights.
+public struct Bench: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Time inference on one 10-s window: median and spread, per-stage medians, GFLOP/s, load time and peak RSS.",
+        discussion: """
+            Without --model the full AudioSet architecture (embed 96, depths 2-2-6-2, heads 4-8-16-32, 527 classes) \
+            runs with seeded random weights; its peak RSS then includes the in-memory copy the weights are built from. \
+            --write-weights saves those weights as a safetensors file (for timing the loader with --model) and exits.
+            """)
+
+    @Option(help: "Model checkpoint (.ckpt or .safetensors); default: random weights, full AudioSet architecture.")
+    var model: String?
+    @Option(help: "Inference threads.") var threads: Int = 1
+    @Option(help: "Timed runs after the warm-up.") var runs: Int = 15
+    @Option(help: "Untimed warm-up runs.") var warmup: Int = 3
+    @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @Option(help: "Write the random full-size weights to this safetensors file and exit.")
+    var writeWeights: String?
+
+    public init() {}
+
+    public func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads \(threads): must be at least 1") }
+        guard runs >= 1 else { throw ValidationError("--runs \(runs): must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): must be 0 or more") }
+        if model != nil && writeWeights != nil { throw ValidationError("--write-weights writes random weights; drop --model") }
+    }
+
+    public func run() throws {
+        try runReportingErrors {
+            if let path = writeWeights {
+                try Benchmark.writeSafetensors(Benchmark.randomTensors(), to: path)
+                print("wrote random full-size HTS-AT weights to \(path)")
+                return
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let stateDict = try model.map { try StateDict.load(contentsOf: $0) } ?? Benchmark.randomStateDict()
+            let htsat = try HTSATModel(stateDict: stateDict, threads: threads)
+            let loadMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            let parameters = Benchmark.parameterCount(stateDict)
+
+            let result = Benchmark.run(htsat, runs: runs, warmup: warmup)
+            let gflop = Benchmark.flops(htsat.config) / 1e9
+            let report = Report(model: model ?? "random weights, full AudioSet architecture", config: htsat.config,
+                                threads: threads, isa: HTSATModel.kernelISA, parameters: parameters,
+                                loadMs: model == nil ? nil : loadMs, gflop: gflop, result: result,
+                                peakRSS: Benchmark.peakRSSMegabytes())
+            print(json ? report.json() : report.table())
+        }
+    }
+}
+
+/// The figures `bench` prints.
+private struct Report {
+    let model: String
+    let config: HTSATConfig
+    let threads: Int
+    let isa: String
+    let parameters: Int
+    let loadMs: Double?
+    let gflop: Double
+    let result: BenchmarkResult
+    let peakRSS: Double?
+
+    func json() -> String {
+        func ms(_ v: Double) -> String { String(format: "%.3f", v) }
+        var fields = [
+            "\"model\":\"\(model.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"",
+            "\"threads\":\(threads)", "\"isa\":\"\(isa)\"", "\"runs\":\(result.runs.count)",
+            "\"median_ms\":\(ms(result.median))", "\"p10_ms\":\(ms(result.p10))", "\"p90_ms\":\(ms(result.p90))",
+            "\"min_ms\":\(ms(result.runs.min() ?? 0))", "\"max_ms\":\(ms(result.runs.max() ?? 0))",
+            "\"stages_ms\":{\(result.stageMedians.map { "\"\($0.name)\":\(ms($0.ms))" }.joined(separator: ","))}",
+            "\"gflop_per_window\":\(String(format: "%.3f", gflop))",
+            "\"gflops\":\(String(format: "%.1f", gflop / (result.median / 1000)))",
+            "\"parameters\":\(parameters)",
+        ]
+        if let loadMs { fields.append("\"load_ms\":\(ms(loadMs))") }
+        if let peakRSS { fields.append("\"peak_rss_mb\":\(String(format: "%.1f", peakRSS))") }
+        return "{\(fields.joined(separator: ","))}"
+    }
+
+    func table() -> String {
+        func row(_ name: String, _ value: String) -> String { name.padding(toLength: 16, withPad: " ", startingAt: 0) + value }
+        func ms(_ v: Double) -> String { String(format: "%8.2f ms", v) }
+        var lines = [
+            "model           \(model)",
+            row("architecture", "embed \(config.embedDim), depths \(config.depths), heads \(config.numHeads), \(config.classes) classes"),
+            row("parameters", String(format: "%.2f M", Double(parameters) / 1e6)),
+            row("threads", "\(threads) (\(isa) kernels)"),
+        ]
+        if let loadMs { lines.append(row("load", ms(loadMs))) }
+        lines.append(row("window", "\(ms(result.median)) median   p10 \(ms(result.p10))   p90 \(ms(result.p90))   (\(result.runs.count) runs)"))
+        lines.append(row("throughput", String(format: "%8.1f GFLOP/s (%.2f GFLOP per window)", gflop / (result.median / 1000), gflop)))
+        for (name, value) in result.stageMedians { lines.append(row("  " + name, ms(value))) }
+        if let peakRSS { lines.append(row("peak RSS", String(format: "%8.1f MB", peakRSS))) }
+        return lines.joined(separator: "\n")
+    }
+}
