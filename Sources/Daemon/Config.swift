@@ -119,6 +119,8 @@ public struct DaemonConfig: Equatable, Sendable {
     public var threads = 1
     /// Seconds a fused score waits for later overlapping windows before it is final; nil for the default.
     public var settleSeconds: Double?
+    /// Lag of the provisional read-out that announces starts early (0 ... settle); nil uses the built-in default.
+    public var onsetSettleSeconds: Double?
     /// Event names (built-in groups or AudioSet labels), resolved later by `EventCatalog`.
     public var events: [String] = []
     /// Per-event overrides keyed by the name as written in `events`.
@@ -212,7 +214,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples",
         "device", "period_ms", "exit_on_device_error",
-        "hop_seconds", "threads", "settle_seconds",
+        "hop_seconds", "threads", "settle_seconds", "onset_settle_seconds",
         "events", "event_settings", "defaults", "outputs",
         "stats_interval", "log_level",
     ]
@@ -241,6 +243,7 @@ public struct DaemonConfig: Equatable, Sendable {
         if let m = top["hop_seconds"] { hopSeconds = try m.number() }
         if let m = top["threads"] { threads = try m.integer() }
         if let m = top["settle_seconds"] { settleSeconds = try m.nullable { try $0.number() } }
+        if let m = top["onset_settle_seconds"] { onsetSettleSeconds = try m.nullable { try $0.number() } }
         if let m = top["events"] { events = try m.array().map { try $0.string() } }
         if let m = top["defaults"] {
             defaults = try Self.readOverrides(m.value, path: "defaults").applied(to: defaults)
@@ -336,6 +339,12 @@ public struct DaemonConfig: Equatable, Sendable {
         if let settleSeconds {
             try require(settleSeconds.isFinite && settleSeconds >= 0 && settleSeconds <= clip, "settle_seconds", settleSeconds,
                         "0 to the window length, \(render(clip)) s, or null for the default")
+        }
+        if let onsetSettleSeconds {
+            let settle = settleSeconds ?? min(Detector.defaultSettle, clip)
+            try require(onsetSettleSeconds.isFinite && onsetSettleSeconds >= 0 && onsetSettleSeconds <= settle,
+                        "onset_settle_seconds", onsetSettleSeconds,
+                        "0 to settle_seconds (\(render(settle)) s), or null for the default")
         }
         var seen: Set<String> = []
         for (i, event) in events.enumerated() {

@@ -122,8 +122,9 @@ final class Pipeline: @unchecked Sendable {
     }
 
     private func makeScheduler(clock: @escaping @Sendable (Double) -> Date) throws -> WindowScheduler {
+        let settle = config.settleSeconds ?? min(Detector.defaultSettle, config.signal.clipSeconds)
         let detector = try Detector(events: loaded.specs, geometry: loaded.geometry, classes: loaded.model.config.classes,
-                                    settle: config.settleSeconds ?? min(Detector.defaultSettle, config.signal.clipSeconds))
+                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle))
         let encoder = EventLineEncoder(clock: clock)
         let fanout = SinkFanout(sinks)
         let infer = WindowScheduler.inference(model: loaded.model)

@@ -27,6 +27,8 @@ public struct Run: ParsableCommand {
     @Option(help: "Seconds between analysis windows.") var hop: Double?
     @Option(help: "Seconds a fused score waits for more overlapping windows before tracking (latency vs. accuracy).")
     var settle: Double?
+    @Option(name: .customLong("onset-settle"), help: "Seconds before a start is announced from the not yet settled score (0 ... settle).")
+    var onsetSettle: Double?
     @Option(help: "Inference threads.") var threads: Int?
     @Option(help: "Serve events on this Unix socket path (e.g. /run/htsatd/events.sock).") var socket: String?
     @Option(name: .customLong("socket-mode"), help: "Socket file mode, octal (default 0660).") var socketMode: String?
@@ -64,6 +66,7 @@ public struct Run: ParsableCommand {
         if let offThreshold { c.defaults.offThreshold = offThreshold }
         if let hop { c.hopSeconds = hop }
         if let settle { c.settleSeconds = settle }
+        if let onsetSettle { c.onsetSettleSeconds = onsetSettle }
         if let threads { c.threads = threads }
         if let socket { c.outputs.socket = socket }
         if let socketMode {

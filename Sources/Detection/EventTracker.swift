@@ -13,6 +13,11 @@ public final class EventIDCounter {
 }
 
 /// Turns one event's group score, cell by cell, into start/stop events with hysteresis, a minimum duration, a merge gap and an optional split length.
+///
+/// Two read-outs of the same fused track feed it: `process` gets each cell once settled (it decides every stop), and
+/// `processEarly`, when the detector has an early lag, gets it sooner from fewer windows, so a start line can go out
+/// seconds earlier. A settled confirmation then adopts the early event (same id, no second start line); if the settled
+/// track never confirms it, the early event is stopped where the settled read-out gave up on it.
 public final class EventTracker {
     /// The event being tracked.
     public let definition: EventDefinition
@@ -26,6 +31,14 @@ public final class EventTracker {
     private let ids: EventIDCounter
     private var id = 0
     private var start = 0.0
+    /// Onset of the settled candidate (phase .candidate).
+    private var candidateStart = 0.0
+    /// Onset of an early candidate, not yet announced.
+    private var earlyCandidateStart: Double? = nil
+    /// An early start line went out and the settled track has not confirmed it yet.
+    private var earlyOpen = false
+    /// End of the last stopped event: an early onset before it belongs to that event's tail.
+    private var lastEnd = -Double.infinity
     private var belowSince: Double? = nil
     private var peak: Float = 0
     private var labelPeaks: [Float]
@@ -34,8 +47,11 @@ public final class EventTracker {
 
     /// The open (confirmed, not yet stopped) event: id, start and peak score so far.
     public var openEvent: (id: Int, start: Double, peak: Float)? {
-        phase == .active ? (id, start, peak) : nil
+        phase == .active || earlyOpen ? (id, start, peak) : nil
     }
+
+    /// Seconds past an early start (beyond min duration and merge gap) the settled track may take to confirm it.
+    static let earlyConfirmSlack = 2.0
 
     /// Creates a tracker; `settings` must be valid.
     public init(definition: EventDefinition, settings: EventSettings, labelFloor: Float = 0.1, ids: EventIDCounter = EventIDCounter()) {
@@ -55,11 +71,21 @@ public final class EventTracker {
 
         switch phase {
         case .idle:
-            guard score >= settings.onThreshold else { return }
+            guard score >= settings.onThreshold else {
+                if earlyOpen, cellStart > start + settings.minDuration + settings.mergeGap + Self.earlyConfirmSlack {
+                    // The settled read-out never confirmed the early start: close that event here.
+                    earlyOpen = false
+                    lastEnd = cellStart
+                    events.append(stopEvent(end: cellStart))
+                }
+                return
+            }
             phase = .candidate
-            start = cellStart
-            peak = 0
-            for i in labelPeaks.indices { labelPeaks[i] = 0 }
+            candidateStart = cellStart
+            if !earlyOpen {
+                peak = 0
+                for i in labelPeaks.indices { labelPeaks[i] = 0 }
+            }
             note(score, memberScores)
             confirmIfLongEnough(cellEnd: cellEnd, into: &events)
         case .candidate:
@@ -90,6 +116,7 @@ public final class EventTracker {
                 if cellEnd - since > settings.mergeGap + epsilon {
                     events.append(stopEvent(end: since))
                     phase = .idle
+                    lastEnd = since
                     belowSince = nil
                 } else {
                     note(score, memberScores)
@@ -98,12 +125,35 @@ public final class EventTracker {
         }
     }
 
+    /// Feeds one cell's provisional (early) scores: announces a start once they stay above `on` for the minimum
+    /// duration, unless an event is already open or the onset lies in the last event's tail.
+    public func processEarly(cellStart: Double, cellEnd: Double, memberScores: UnsafeBufferPointer<Float>,
+                             into events: inout [DetectionEvent]) {
+        guard phase != .active, !earlyOpen else { earlyCandidateStart = nil; return }
+        var score: Float = 0
+        for s in memberScores where s > score { score = s }
+        guard score >= settings.onThreshold, cellStart >= lastEnd else { earlyCandidateStart = nil; return }
+        let onset = earlyCandidateStart ?? cellStart
+        earlyCandidateStart = onset
+        guard cellEnd - onset >= settings.minDuration - epsilon else { return }
+        earlyCandidateStart = nil
+        earlyOpen = true
+        id = ids.take()
+        start = onset
+        peak = 0
+        for i in labelPeaks.indices { labelPeaks[i] = 0 }
+        note(score, memberScores)
+        events.append(startEvent())
+    }
+
     /// Closes an open event at `time` (or where its score last fell below `off`); drops an unconfirmed onset.
     public func finish(at time: Double, into events: inout [DetectionEvent]) {
-        if phase == .active {
+        if phase == .active || earlyOpen {
             events.append(stopEvent(end: belowSince ?? max(time, start)))
         }
         phase = .idle
+        earlyOpen = false
+        earlyCandidateStart = nil
         belowSince = nil
     }
 
@@ -113,9 +163,14 @@ public final class EventTracker {
     }
 
     private func confirmIfLongEnough(cellEnd: Double, into events: inout [DetectionEvent]) {
-        guard cellEnd - start >= settings.minDuration - epsilon else { return }
+        guard cellEnd - candidateStart >= settings.minDuration - epsilon else { return }
         phase = .active
         belowSince = nil
+        if earlyOpen {
+            earlyOpen = false  // adopt the announced event: same id and start, no second start line
+            return
+        }
+        start = candidateStart
         id = ids.take()
         events.append(startEvent())
     }

@@ -68,6 +68,9 @@ public final class ScoreFusion {
     public let cellSamples: Int
     /// Samples a cell must lie behind the newest window end before it is handed out.
     public let settleSamples: Int
+    /// Samples a cell must lie behind the newest window end before its provisional average is read out for early
+    /// onsets (at most `settleSamples`).
+    public let onsetSettleSamples: Int
 
     private let capacity: Int
     private var sums: [Float]
@@ -75,11 +78,15 @@ public final class ScoreFusion {
     private var averaged: [Float]
     /// The next cell to hand out; cells before it are gone.
     public private(set) var nextCell: Int64 = 0
+    /// The next cell to read out early.
+    private var nextEarlyCell: Int64 = 0
     /// End sample of the newest window added, or nil before the first.
     public private(set) var newestEnd: Int64? = nil
 
-    /// Creates a fusion grid; `cellSeconds` and `settleSeconds` are rounded to samples.
-    public init(geometry: WindowGeometry, classes: Int, classIndices: [Int], cellSeconds: Double, settleSeconds: Double) throws {
+    /// Creates a fusion grid; `cellSeconds`, `settleSeconds` and `onsetSettleSeconds` (default: `settleSeconds`,
+    /// i.e. no early read-out) are rounded to samples.
+    public init(geometry: WindowGeometry, classes: Int, classIndices: [Int], cellSeconds: Double, settleSeconds: Double,
+                onsetSettleSeconds: Double? = nil) throws {
         if let problem = geometry.problem() { throw DetectorError.badGeometry(problem) }
         guard cellSeconds.isFinite, cellSeconds > 0, cellSeconds * Double(geometry.sampleRate) >= 1,
               cellSeconds * Double(geometry.sampleRate) <= Double(geometry.clipSamples) else {
@@ -89,6 +96,10 @@ public final class ScoreFusion {
         guard settleSeconds.isFinite, settleSeconds >= 0, settleSeconds <= clipSeconds else {
             throw DetectorError.badSettle(settleSeconds, clipSeconds: clipSeconds)
         }
+        let onsetSettle = onsetSettleSeconds ?? settleSeconds
+        guard onsetSettle.isFinite, onsetSettle >= 0, onsetSettle <= settleSeconds else {
+            throw DetectorError.badOnsetSettle(onsetSettle, settle: settleSeconds)
+        }
         for index in classIndices where index < 0 || index >= classes {
             throw DetectorError.classOutOfRange(index: index, classes: classes)
         }
@@ -97,6 +108,7 @@ public final class ScoreFusion {
         self.classIndices = classIndices
         self.cellSamples = Int((cellSeconds * Double(geometry.sampleRate)).rounded())
         self.settleSamples = Int((settleSeconds * Double(geometry.sampleRate)).rounded())
+        self.onsetSettleSamples = min(settleSamples, Int((onsetSettle * Double(geometry.sampleRate)).rounded()))
         // Pending cells span at most one clip (plus rounding at both ends).
         self.capacity = geometry.clipSamples / cellSamples + 4
         self.sums = [Float](repeating: 0, count: capacity * classIndices.count)
@@ -113,8 +125,11 @@ public final class ScoreFusion {
     /// hands out the cells that are now settled: `emit(k, scores)` with scores parallel to `classIndices` (valid only
     /// during the call) and the number of windows averaged (0 for a gap no window covered). Window ends must increase;
     /// others are ignored and false is returned.
+    /// `early(k, scores)`, when given, receives each cell once as soon as it lies `onsetSettle` behind the newest end,
+    /// with the average of the windows seen so far (before `emit` hands it out for good).
     @discardableResult
     public func add(windowEnd: Int64, framewise: UnsafeBufferPointer<Float>,
+                    early: ((Int64, UnsafeBufferPointer<Float>) -> Void)? = nil,
                     emit: (Int64, UnsafeBufferPointer<Float>, Int) -> Void) -> Bool {
         precondition(framewise.count == geometry.frames * classes, "framewise must be frames x classes")
         if let newestEnd, windowEnd <= newestEnd { return false }
@@ -149,7 +164,15 @@ public final class ScoreFusion {
             k += 1
         }
 
-        // Hand out what lies `settle` behind the newest end.
+        // Provisional read-out for early onsets, then hand out what lies `settle` behind the newest end.
+        nextEarlyCell = max(nextEarlyCell, nextCell)
+        while (nextEarlyCell + 1) * Int64(cellSamples) <= windowEnd - Int64(onsetSettleSamples) {
+            if let early {
+                fillAverage(nextEarlyCell)
+                averaged.withUnsafeBufferPointer { early(nextEarlyCell, $0) }
+            }
+            nextEarlyCell += 1
+        }
         while (nextCell + 1) * Int64(cellSamples) <= windowEnd - Int64(settleSamples) {
             emitNext(emit)
         }
@@ -164,15 +187,23 @@ public final class ScoreFusion {
         }
     }
 
-    private func emitNext(_ emit: (Int64, UnsafeBufferPointer<Float>, Int) -> Void) {
-        let slot = Int(nextCell % Int64(capacity))
+    /// Puts cell `k`'s average so far into `averaged`; returns how many windows it averages.
+    @discardableResult
+    private func fillAverage(_ k: Int64) -> Int32 {
+        let slot = Int(k % Int64(capacity))
         let used = classIndices.count
         let n = counts[slot]
         let scale: Float = n > 0 ? 1 / Float(n) : 0
-        for j in 0..<used {
-            averaged[j] = sums[slot * used + j] * scale
-            sums[slot * used + j] = 0  // the slot is reused for cell nextCell + capacity
-        }
+        for j in 0..<used { averaged[j] = sums[slot * used + j] * scale }
+        return n
+    }
+
+    private func emitNext(_ emit: (Int64, UnsafeBufferPointer<Float>, Int) -> Void) {
+        let slot = Int(nextCell % Int64(capacity))
+        let used = classIndices.count
+        let n = fillAverage(nextCell)
+        // The slot is reused for cell nextCell + capacity.
+        for j in 0..<used { sums[slot * used + j] = 0 }
         counts[slot] = 0
         let cell = nextCell
         nextCell += 1

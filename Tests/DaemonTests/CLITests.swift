@@ -105,6 +105,10 @@ final class CLITests: XCTestCase {
         }
         XCTAssertEqual(start["event"] as? String, "dog_bark")
         XCTAssertEqual(start["start"] as! Double, 8.08, accuracy: 1.5)
+        // Announced from the early read-out: ~2 s lag + min duration + up to a hop after the onset's wall-clock time.
+        let onset = try XCTUnwrap(ISO8601DateFormatter.milliseconds.date(from: start["time"] as! String))
+        XCTAssertLessThan(Date().timeIntervalSince(onset), 6.0, "start line latency")
+        XCTAssertGreaterThan(Date().timeIntervalSince(onset), 0.0)
 
         // A late client first receives the event that is still open.
         let late = try SocketClient(path: sock)
@@ -259,4 +263,13 @@ final class DatagramListener {
         lock.lock(); defer { lock.unlock() }
         return received
     }
+}
+
+extension ISO8601DateFormatter {
+    /// Parses event lines' `time` (UTC with milliseconds).
+    static let milliseconds: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
 }

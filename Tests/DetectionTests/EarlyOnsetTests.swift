@@ -1,0 +1,69 @@
+import Detection
+import XCTest
+
+/// Early starts: a provisional read-out announces the start, the settled read-out decides (or cancels) it.
+final class EarlyOnsetTests: XCTestCase {
+    let cell = 0.01
+    let definition = EventDefinition(name: "beep", labelIndices: [5], labelNames: ["Beep"])
+    let settings = EventSettings(onThreshold: 0.6, offThreshold: 0.4, minDuration: 0.3, mergeGap: 1.0, maxDuration: nil)
+
+    func segments(_ parts: [(Double, Float)]) -> [Float] {
+        parts.flatMap { seconds, score in [Float](repeating: score, count: Int((seconds / cell).rounded())) }
+    }
+
+    /// Feeds cell k's early score `lag` cells before its settled score, as the detector does; returns events with
+    /// the step (early cell index) during which they were emitted.
+    func run(early: [Float], settled: [Float], lag: Int) -> [(event: DetectionEvent, step: Int)] {
+        let tracker = EventTracker(definition: definition, settings: settings)
+        var out: [(DetectionEvent, Int)] = []
+        for step in 0..<(early.count + lag) {
+            var events: [DetectionEvent] = []
+            if step < early.count {
+                [early[step]].withUnsafeBufferPointer {
+                    tracker.processEarly(cellStart: Double(step) * cell, cellEnd: Double(step + 1) * cell, memberScores: $0, into: &events)
+                }
+            }
+            let k = step - lag
+            if k >= 0 {
+                [settled[k]].withUnsafeBufferPointer {
+                    tracker.process(cellStart: Double(k) * cell, cellEnd: Double(k + 1) * cell, memberScores: $0, into: &events)
+                }
+            }
+            out += events.map { ($0, step) }
+        }
+        var events: [DetectionEvent] = []
+        tracker.finish(at: Double(early.count) * cell, into: &events)
+        return out + events.map { ($0, early.count + lag) }
+    }
+
+    func testEarlyStartIsAdoptedBySettledTrack() {
+        // The early read-out lingers after the sound (as the model does near a window's right edge); the settled one does not.
+        let early = segments([(2, 0.1), (3, 0.9), (3, 0.7), (4, 0.1)])
+        let settled = segments([(2, 0.1), (3, 0.9), (7, 0.1)])
+        let out = run(early: early, settled: settled, lag: 600)
+        XCTAssertEqual(out.map(\.event.kind), [.start, .stop], "one start (the early one), one stop: \(out)")
+        XCTAssertEqual(out[0].event.start, 2.0, accuracy: 1e-9)
+        XCTAssertEqual(out[0].step, 229, "announced 0.3 s after the onset in the early read-out, not 6 s later")
+        XCTAssertEqual(out[1].event.id, out[0].event.id)
+        XCTAssertEqual(out[1].event.end!, 5.0, accuracy: 1e-9, "the settled track decides the end")
+    }
+
+    func testUnconfirmedEarlyStartIsStopped() {
+        let early = segments([(2, 0.1), (0.5, 0.9), (8, 0.1)])
+        let settled = segments([(10.5, 0.1)])
+        let out = run(early: early, settled: settled, lag: 300)
+        XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
+        XCTAssertEqual(out[1].event.id, out[0].event.id)
+        // Given up once the settled read-out passed onset + min duration + merge gap + slack without confirming.
+        XCTAssertEqual(out[1].event.end!, 2.0 + 0.3 + 1.0 + 2.0, accuracy: 0.02)
+    }
+
+    func testSettledOnlyEventStillStarts() {
+        // The early read-out misses it; the settled one finds it and starts it then.
+        let early = segments([(6, 0.1)])
+        let settled = segments([(2, 0.1), (1, 0.9), (3, 0.1)])
+        let out = run(early: early, settled: settled, lag: 200)
+        XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
+        XCTAssertEqual(out[0].event.start, 2.0, accuracy: 1e-9)
+    }
+}
