@@ -19,7 +19,6 @@ let package = Package(
     targets: [
         // Thin C bridges, found through pkg-config.
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
         .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
@@ -29,11 +28,13 @@ let package = Package(
         .target(name: "AudioCapture", dependencies: [
             "CALSA", "CSndfile", "CSoxr", .product(name: "Logging", package: "swift-log"),
         ]),
+        // SIMD kernels of the network (linear layers, attention, LayerNorm, gathers, log-mel) and their thread pool.
+        .target(name: "CHTSATKernels"),
         // DSP front end: STFT (FFTW), mel projection, log.
-        .target(name: "FrontEnd", dependencies: ["CFFTW"]),
+        .target(name: "FrontEnd", dependencies: ["CFFTW", "CHTSATKernels"]),
         // The HTS-AT model: checkpoint loading and the network.
         .target(name: "HTSAT", dependencies: [
-            "FrontEnd", "COpenBLAS", .product(name: "Logging", package: "swift-log"),
+            "FrontEnd", "CHTSATKernels", .product(name: "Logging", package: "swift-log"),
         ]),
         // Windows, score fusion, event tracking, event catalogue.
         .target(name: "Detection", dependencies: [

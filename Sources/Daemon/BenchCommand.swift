@@ -18,6 +18,7 @@ public struct Bench: ParsableCommand {
     @Option(help: "Timed runs after the warm-up.") var runs: Int = 15
     @Option(help: "Untimed warm-up runs.") var warmup: Int = 3
     @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @Flag(help: "Opt-in bfloat16 linear layers (AVX512-BF16 CPUs; outputs drift by about 1e-3).") var bf16 = false
     @Option(help: "Write the random full-size weights to this safetensors file and exit.")
     var writeWeights: String?
 
@@ -39,14 +40,14 @@ public struct Bench: ParsableCommand {
             }
             let start = DispatchTime.now().uptimeNanoseconds
             let stateDict = try model.map { try StateDict.load(contentsOf: $0) } ?? Benchmark.randomStateDict()
-            let htsat = try HTSATModel(stateDict: stateDict, threads: threads)
+            let htsat = try HTSATModel(stateDict: stateDict, threads: threads, precision: bf16 ? .bfloat16 : .float32)
             let loadMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             let parameters = Benchmark.parameterCount(stateDict)
 
             let result = Benchmark.run(htsat, runs: runs, warmup: warmup)
             let gflop = Benchmark.flops(htsat.config) / 1e9
             let report = Report(model: model ?? "random weights, full AudioSet architecture", config: htsat.config,
-                                threads: threads, isa: HTSATModel.kernelISA, parameters: parameters,
+                                threads: threads, isa: HTSATModel.kernelISA + (bf16 ? "+bf16" : ""), parameters: parameters,
                                 loadMs: model == nil ? nil : loadMs, gflop: gflop, result: result,
                                 peakRSS: Benchmark.peakRSSMegabytes())
             print(json ? report.json() : report.table())

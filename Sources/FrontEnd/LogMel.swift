@@ -1,3 +1,4 @@
+import CHTSATKernels
 import Foundation
 
 /// Mel projection with a given filterbank, then power to dB, as torchlibrosa's
@@ -5,17 +6,19 @@ import Foundation
 ///
 /// The filterbank comes from the checkpoint (`logmel_extractor.melW`), so the result does not
 /// depend on a local mel implementation.
-public struct LogMel: Sendable {
+public struct LogMel: @unchecked Sendable {
     /// The power floor before the log (torchlibrosa's `amin`).
     public static let amin: Float = 1e-10
     /// Spectrogram bins per frame (rows of melW).
     public let bins: Int
     /// Mel bands per frame (columns of melW).
     public let mels: Int
-    /// melW transposed to mels x bins, so each band reads one contiguous row.
+    /// melW with its rows padded to whole 16-band blocks (the SIMD kernel's width); immutable once built.
     private let weights: [Float]
-    /// The span of bins where each band's filter is nonzero; outside it the products are exact zeros.
-    private let spans: [Range<Int>]
+    private let stride: Int
+    /// Per 16-band block, the rows where any of its filters is nonzero: outside them the products are exact zeros.
+    private let first: [Int32]
+    private let last: [Int32]
 
     /// Copies `melW` (bins x mels, row-major, as stored in the checkpoint).
     public init(melW: UnsafeBufferPointer<Float>, bins: Int, mels: Int) throws {
@@ -24,33 +27,36 @@ public struct LogMel: Sendable {
         }
         self.bins = bins
         self.mels = mels
-        var w = [Float](repeating: 0, count: bins * mels)
-        var spans: [Range<Int>] = []
-        for m in 0..<mels {
-            var first = bins, last = -1
-            for k in 0..<bins {
+        let blocks = (mels + 15) / 16
+        stride = blocks * 16
+        var w = [Float](repeating: 0, count: bins * stride)
+        var first = [Int32](repeating: Int32(bins), count: blocks), last = [Int32](repeating: 0, count: blocks)
+        for k in 0..<bins {
+            for m in 0..<mels {
                 let v = melW[k * mels + m]
-                w[m * bins + k] = v
-                if v != 0 { first = min(first, k); last = k }
+                w[k * stride + m] = v
+                if v != 0 {
+                    first[m / 16] = min(first[m / 16], Int32(k))
+                    last[m / 16] = max(last[m / 16], Int32(k + 1))
+                }
             }
-            spans.append(last >= first ? first..<(last + 1) : 0..<0)
         }
         weights = w
-        self.spans = spans
+        self.first = first
+        self.last = zip(first, last).map { max($0, $1) }
     }
 
     /// Maps `frames x bins` power values to `frames x mels` dB values (both frame-major).
     public func apply(power: UnsafePointer<Float>, frames: Int, into out: UnsafeMutablePointer<Float>) {
+        apply(power: power, frames: frames, into: out, pool: nil)
+    }
+
+    /// Like `apply(power:frames:into:)`, sharing the frames across the threads of `pool` (a CHTSATKernels
+    /// `hk_pool`, nil for the calling thread alone).
+    public func apply(power: UnsafePointer<Float>, frames: Int, into out: UnsafeMutablePointer<Float>, pool: OpaquePointer?) {
         weights.withUnsafeBufferPointer { w in
-            for f in 0..<frames {
-                let p = power + f * bins
-                for m in 0..<mels {
-                    let row = w.baseAddress! + m * bins
-                    var acc: Double = 0
-                    for k in spans[m] { acc += Double(p[k]) * Double(row[k]) }
-                    out[f * mels + m] = 10 * log10f(max(Float(acc), LogMel.amin))
-                }
-            }
+            hk_logmel(pool, power, Int32(frames), Int32(bins), w.baseAddress, Int32(mels), Int32(stride), first, last,
+                      LogMel.amin, out)
         }
     }
 }

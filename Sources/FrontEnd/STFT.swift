@@ -61,11 +61,16 @@ public final class STFT {
     /// Writes `frameCount(samples.count) x bins` power values (frame-major) to `out`.
     /// Inputs shorter than half a window are mirrored repeatedly instead of failing like torch's reflect pad.
     public func power(_ samples: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        power(samples, frames: 0..<frameCount(sampleCount: samples.count), into: out)
+    }
+
+    /// Like `power(_:into:)` for the frames in `frames` only (row f still at `out + f * bins`), so that
+    /// several instances can share one clip's frames.
+    public func power(_ samples: UnsafeBufferPointer<Float>, frames: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         let n = samples.count
-        let frames = frameCount(sampleCount: n)
         let half = nFFT / 2
         let bins = self.bins
-        for f in 0..<frames {
+        for f in frames {
             let start = f * hopLength - half
             if start >= 0 && start + nFFT <= n {
                 let src = samples.baseAddress! + start

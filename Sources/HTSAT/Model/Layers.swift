@@ -1,4 +1,4 @@
-import COpenBLAS
+import CHTSATKernels
 import Foundation
 
 /// A float buffer allocated once and reused by every inference.
@@ -18,50 +18,77 @@ final class FloatBuffer {
     func prefix(_ n: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: p, count: n) }
 }
 
-/// `c (m x n) = alpha * a (m x k) * b^T + beta * c`, with b stored n x k (PyTorch's Linear weight layout).
-@inline(__always)
-func gemmNT(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-            _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+/// Activations between layers use the kernels' panel layout (see hts_kernels.h): `channels` rows by tokens,
+/// stored as panels of 16 tokens, so element (c, t) is at `(t / 16) * channels * 16 + c * 16 + t % 16`.
+enum Panels {
+    static let width = Int(HK_PANEL)
+
+    /// Panels holding `tokens` tokens.
+    static func chunks(_ tokens: Int) -> Int { (tokens + width - 1) / width }
+
+    /// Floats of a `channels` x `tokens` activation.
+    static func count(channels: Int, tokens: Int) -> Int { chunks(tokens) * width * channels }
+
+    /// Copies `tokens` tokens, in the order `slots` lists them, to row-major `tokens x channels` (for taps).
+    static func toRows(_ x: UnsafePointer<Float>, channels: Int, slots: [Int32], into out: UnsafeMutablePointer<Float>) {
+        for (row, slot) in slots.enumerated() {
+            let t = Int(slot), base = x + (t / width) * channels * width + t % width
+            for c in 0..<channels { out[row * channels + c] = base[c * width] }
+        }
+    }
 }
 
-/// `c (m x n) = a (m x k) * b (k x n)`.
-@inline(__always)
-func gemmNN(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
-            _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+/// A linear layer's weights rounded to bfloat16 pairs (the opt-in `HTSATPrecision.bfloat16`).
+final class PackedWeights {
+    let p: UnsafeMutablePointer<UInt32>
+
+    init(_ weight: UnsafeBufferPointer<Float>, rows: Int, depth: Int) {
+        let count = rows * ((depth + 1) / 2)
+        p = .allocate(capacity: max(count, 1))
+        hk_pack_bf16(weight.baseAddress, Int32(rows), Int32(depth), depth, p)
+    }
+
+    deinit { p.deallocate() }
 }
 
-/// `nn.Linear`: y = x W^T + b, weights read from `<prefix>.weight` (out x in) and `<prefix>.bias`.
+/// `nn.Linear`: y = x W^T + b, weights read in place from `<prefix>.weight` (out x in) and `<prefix>.bias`.
 /// A conv whose kernel covers its whole input patch is the same product; `storedShape` then names its 4-D shape.
 struct Linear {
     let inFeatures: Int
     let outFeatures: Int
     let weight: UnsafeBufferPointer<Float>
     let bias: UnsafeBufferPointer<Float>?
+    /// The bfloat16 copy of `weight` when the model runs in bfloat16.
+    let packed: PackedWeights?
 
     init(_ sd: StateDict, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
-         storedShape: [Int]? = nil) throws {
+         storedShape: [Int]? = nil, precision: HTSATPrecision = .float32) throws {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         weight = try sd.floats("\(prefix).weight", shape: storedShape ?? [outFeatures, inFeatures])
         bias = hasBias ? try sd.floats("\(prefix).bias", shape: [outFeatures]) : nil
+        packed = precision == .bfloat16 ? PackedWeights(weight, rows: outFeatures, depth: inFeatures) : nil
     }
 
-    /// `rows` rows of x (stride `inFeatures`) into y (stride `outFeatures`); x and y must not overlap.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        if let bias {
-            // Start from the bias and accumulate x W^T onto it (sgemm with beta 1).
-            for r in 0..<rows { (y + r * outFeatures).update(from: bias.baseAddress!, count: outFeatures) }
-        }
-        gemmNT(m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, weight.baseAddress!, ldb: inFeatures,
-               beta: bias == nil ? 0 : 1, y, ldc: outFeatures)
+    /// y = epilogue(x W^T + b) over `chunks` token panels; x and y in panel layout with panel strides
+    /// in*16 and out*16 unless given. The epilogue scales the first `scaleRows` outputs by `scale`, then applies
+    /// GELU if `gelu`, then adds the previous y if `accumulate` (a residual connection).
+    func callAsFunction(_ x: UnsafePointer<Float>, chunks: Int, into y: UnsafeMutablePointer<Float>, ws: Workspace,
+                        xPanel: Int? = nil, yPanel: Int? = nil, scaleRows: Int = 0, scale: Float = 1,
+                        gelu: Bool = false, accumulate: Bool = false) {
+        var args = hk_linear_args(
+            rows: Int32(outFeatures), depth: Int32(inFeatures), chunks: Int32(chunks),
+            a: weight.baseAddress, a_stride: inFeatures,
+            x: x, x_panel: xPanel ?? inFeatures * Panels.width,
+            y: y, y_panel: yPanel ?? outFeatures * Panels.width,
+            bias: bias?.baseAddress, scale: scale, scale_rows: Int32(scaleRows),
+            gelu: gelu ? 1 : 0, accumulate: accumulate ? 1 : 0)
+        if let packed, let pairs = ws.bfloat16Pairs { hk_linear_bf16(ws.pool, &args, packed.p, pairs) }
+        else { hk_linear(ws.pool, &args) }
     }
 }
 
-/// `nn.LayerNorm(dim)` with eps 1e-5 over the last dimension, from `<prefix>.weight` / `<prefix>.bias`.
+/// `nn.LayerNorm(dim)` with eps 1e-5 over the channels of each token, from `<prefix>.weight` / `<prefix>.bias`.
 struct LayerNorm {
     let dim: Int
     let weight: UnsafeBufferPointer<Float>
@@ -74,31 +101,8 @@ struct LayerNorm {
         bias = try sd.floats("\(prefix).bias", shape: [dim])
     }
 
-    /// Normalizes `rows` rows of x into y (y may be x).
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        let w = weight.baseAddress!, b = bias.baseAddress!
-        for r in 0..<rows {
-            let xr = x + r * dim, yr = y + r * dim
-            var sum: Double = 0
-            for i in 0..<dim { sum += Double(xr[i]) }
-            let mean = sum / Double(dim)
-            var sq: Double = 0
-            for i in 0..<dim { let d = Double(xr[i]) - mean; sq += d * d }
-            // Biased variance, like torch.
-            let rstd = Float(1 / (sq / Double(dim) + Double(eps)).squareRoot())
-            let m = Float(mean)
-            for i in 0..<dim { yr[i] = (xr[i] - m) * rstd * w[i] + b[i] }
-        }
+    /// Normalizes `chunks` token panels of x into y (panel layout, y may be x).
+    func callAsFunction(_ x: UnsafePointer<Float>, chunks: Int, into y: UnsafeMutablePointer<Float>, pool: OpaquePointer?) {
+        hk_layernorm(pool, Int32(dim), Int32(chunks), x, y, weight.baseAddress, bias.baseAddress, eps)
     }
 }
-
-/// `nn.GELU()` (exact erf form), in place.
-func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let v = x[i]
-        x[i] = 0.5 * v * (1 + erff(v * Float(0.5.squareRoot())))
-    }
-}
-
-/// Logistic sigmoid.
-@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }

@@ -4,6 +4,7 @@ struct PatchEmbed {
     let grid: Int
     let imageSize: Int
     let embedDim: Int
+    let layout: TokenLayout
     /// The conv as a Linear over flattened patches: weight (embed x patch*patch), bias (embed).
     let proj: Linear
     let norm: LayerNorm
@@ -13,23 +14,27 @@ struct PatchEmbed {
         grid = config.gridSize
         imageSize = config.specSize
         embedDim = config.embedDim
+        layout = TokenLayout(resolution: grid, window: config.windowSizes[0])
         proj = try Linear(sd, "patch_embed.proj", in: patch * patch, out: embedDim, storedShape: [embedDim, 1, patch, patch])
         norm = try LayerNorm(sd, "patch_embed.norm", dim: embedDim)
     }
 
-    /// image (imageSize^2) -> tokens (grid^2 x embedDim, row-major over the grid); `patches` holds grid^2 x patch^2.
-    func callAsFunction(_ image: UnsafePointer<Float>, patches: UnsafeMutablePointer<Float>, into tokens: UnsafeMutablePointer<Float>) {
-        // im2col: one row per token (gh, gw), columns in the kernel's (i, j) order.
+    /// image (imageSize^2) -> tokens (embedDim channels in stage 0's layout); `patches` holds patch^2 x slots.
+    func callAsFunction(_ image: UnsafePointer<Float>, patches: UnsafeMutablePointer<Float>, into tokens: UnsafeMutablePointer<Float>,
+                        ws: Workspace) {
+        // im2col: one column per token, rows in the kernel's (i, j) order, columns in layout order.
+        let w = Panels.width, k = patch * patch
         for gh in 0..<grid {
             for gw in 0..<grid {
-                let row = patches + (gh * grid + gw) * patch * patch
+                let slot = Int(layout.slotOfGrid[gh * grid + gw])
+                let column = patches + (slot / w) * k * w + slot % w
                 for i in 0..<patch {
                     let src = image + (gh * patch + i) * imageSize + gw * patch
-                    for j in 0..<patch { row[i * patch + j] = src[j] }
+                    for j in 0..<patch { column[(i * patch + j) * w] = src[j] }
                 }
             }
         }
-        proj(patches, rows: grid * grid, into: tokens)
-        norm(tokens, rows: grid * grid, into: tokens)
+        proj(patches, chunks: layout.chunks, into: tokens, ws: ws)
+        norm(tokens, chunks: layout.chunks, into: tokens, pool: ws.pool)
     }
 }

@@ -1,10 +1,12 @@
+import CHTSATKernels
+
 /// `mlp`: fc1 -> exact GELU -> fc2.
 struct Mlp {
     let hidden: Int
     let fc1: Linear
     let fc2: Linear
 
-    init(_ sd: StateDict, _ prefix: String, dim: Int) throws {
+    init(_ sd: StateDict, _ prefix: String, dim: Int, precision: HTSATPrecision) throws {
         // mlp_ratio is a constructor argument (4 in every official config); read it from the weights.
         let key = "\(prefix).fc1.weight"
         guard let s = sd.shape(of: key) else { throw WeightsError.missingTensor(key: key, file: sd.source) }
@@ -12,8 +14,8 @@ struct Mlp {
             throw WeightsError.shapeMismatch(key: key, expected: [4 * dim, dim], found: s, file: sd.source)
         }
         hidden = s[0]
-        fc1 = try Linear(sd, "\(prefix).fc1", in: dim, out: hidden)
-        fc2 = try Linear(sd, "\(prefix).fc2", in: hidden, out: dim)
+        fc1 = try Linear(sd, "\(prefix).fc1", in: dim, out: hidden, precision: precision)
+        fc2 = try Linear(sd, "\(prefix).fc2", in: hidden, out: dim, precision: precision)
     }
 }
 
@@ -21,38 +23,48 @@ struct Mlp {
 /// x = x + W-MSA(LN(x)) over (shifted) windows; x = x + MLP(LN(x)).
 struct SwinTransformerBlock {
     let dim: Int
-    let tokens: Int
-    let partition: WindowPartition
+    let layout: TokenLayout
+    /// For a shifted block: the gather from the layout into shifted windows, and back.
+    let shiftedGather: [Int32]?
+    let shiftedScatter: [Int32]?
     let norm1: LayerNorm
     let attn: WindowAttention
     let norm2: LayerNorm
     let mlp: Mlp
 
-    init(_ sd: StateDict, _ prefix: String, dim: Int, heads: Int, resolution: Int, window: Int, shifted: Bool) throws {
+    init(_ sd: StateDict, _ prefix: String, dim: Int, heads: Int, layout: TokenLayout, shifted: Bool,
+         precision: HTSATPrecision) throws {
         self.dim = dim
-        tokens = resolution * resolution
+        self.layout = layout
+        let res = layout.partition.resolution, window = layout.partition.window
         // A window as large as the grid leaves nothing to shift (the official code then sets shift 0).
-        let shift = shifted && window < resolution ? window / 2 : 0
-        partition = WindowPartition(resolution: resolution, window: window, shift: shift)
+        let shift = shifted && window < res ? window / 2 : 0
+        let partition = WindowPartition(resolution: res, window: window, shift: shift)
+        shiftedGather = shift > 0 ? layout.gatherIndex(for: partition) : nil
+        shiftedScatter = shift > 0 ? layout.scatterIndex(for: partition) : nil
         norm1 = try LayerNorm(sd, "\(prefix).norm1", dim: dim)
-        attn = try WindowAttention(sd, prefix, dim: dim, heads: heads, partition: partition)
+        attn = try WindowAttention(sd, prefix, dim: dim, heads: heads, partition: partition, padded: layout.padded,
+                                   precision: precision)
         norm2 = try LayerNorm(sd, "\(prefix).norm2", dim: dim)
-        mlp = try Mlp(sd, "\(prefix).mlp", dim: dim)
+        mlp = try Mlp(sd, "\(prefix).mlp", dim: dim, precision: precision)
     }
 
-    /// Runs the block in place on `x` (tokens x dim, grid order).
+    /// Runs the block in place on `x` (dim x the layout's slots, panel layout).
     func callAsFunction(_ x: UnsafeMutablePointer<Float>, ws: Workspace) {
-        let normed = ws.normed.p, windows = ws.windows.p, hidden = ws.hidden.p
-        // Attention branch.
-        norm1(x, rows: tokens, into: normed)
-        partition.gather(normed, channels: dim, into: windows)
-        attn(windows, windowCount: partition.windowCount, ws: ws, into: normed)
-        partition.scatterAdd(normed, channels: dim, into: x)
-        // MLP branch.
-        norm2(x, rows: tokens, into: normed)
-        mlp.fc1(normed, rows: tokens, into: hidden)
-        gelu(hidden, count: tokens * mlp.hidden)
-        mlp.fc2(hidden, rows: tokens, into: normed)
-        for i in 0..<(tokens * dim) { x[i] = x[i] + normed[i] }
+        let chunks = layout.chunks, windows = layout.partition.windowCount, panel = dim * Panels.width
+        // Attention branch: the residual add is the projection's epilogue, or part of the gather back.
+        if let gather = shiftedGather, let scatter = shiftedScatter {
+            hk_gather(ws.pool, Int32(dim), Int32(chunks), gather, x, panel, ws.tokens.p, panel, Panels.width, 0)
+            norm1(ws.tokens.p, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
+            attn(ws.tokens.p, windowCount: windows, ws: ws, into: ws.tokens.p, accumulate: false)
+            hk_gather(ws.pool, Int32(dim), Int32(chunks), scatter, ws.tokens.p, panel, x, panel, Panels.width, 1)
+        } else {
+            norm1(x, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
+            attn(ws.tokens.p, windowCount: windows, ws: ws, into: x, accumulate: true)
+        }
+        // MLP branch: GELU and the residual add are the linear layers' epilogues.
+        norm2(x, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
+        mlp.fc1(ws.tokens.p, chunks: chunks, into: ws.arena.p, ws: ws, gelu: true)
+        mlp.fc2(ws.arena.p, chunks: chunks, into: x, ws: ws, accumulate: true)
     }
 }

@@ -1,8 +1,8 @@
+import CHTSATKernels
 import Foundation
 
 /// The (optionally cyclically shifted) partition of a square token grid into square windows.
-/// Row `r` of the window-ordered matrix is grid token `order[r]`, which makes the roll, the partition
-/// and their inverses one gather and one scatter.
+/// Position `r` of the window-ordered sequence is grid token `order[r]` (row-major grid index).
 struct WindowPartition {
     let resolution: Int
     let window: Int
@@ -10,7 +10,7 @@ struct WindowPartition {
     let windowsPerSide: Int
     var windowCount: Int { windowsPerSide * windowsPerSide }
     var tokensPerWindow: Int { window * window }
-    private let order: [Int]
+    let order: [Int]
 
     init(resolution: Int, window: Int, shift: Int) {
         self.resolution = resolution
@@ -32,23 +32,6 @@ struct WindowPartition {
             }
         }
         self.order = order
-    }
-
-    /// y[r] = x[order[r]] for rows of `channels` values.
-    func gather(_ x: UnsafePointer<Float>, channels: Int, into y: UnsafeMutablePointer<Float>) {
-        order.withUnsafeBufferPointer { o in
-            for r in 0..<o.count { (y + r * channels).update(from: x + o[r] * channels, count: channels) }
-        }
-    }
-
-    /// x[order[r]] += y[r]: undoes the partition and the shift, and adds the residual.
-    func scatterAdd(_ y: UnsafePointer<Float>, channels: Int, into x: UnsafeMutablePointer<Float>) {
-        order.withUnsafeBufferPointer { o in
-            for r in 0..<o.count {
-                let dst = x + o[r] * channels, src = y + r * channels
-                for c in 0..<channels { dst[c] = dst[c] + src[c] }
-            }
-        }
     }
 
     /// Swin's shifted-window mask, windows x N x N: 0 within a region of the shifted image, -100 across regions.
@@ -83,30 +66,124 @@ struct WindowPartition {
     }
 }
 
+/// Where a stage keeps its tokens: window by window of the unshifted partition, each window padded to whole
+/// panels, so that plain (unshifted) attention reads its windows in place and only shifted blocks gather.
+struct TokenLayout {
+    let partition: WindowPartition
+    /// Tokens per window rounded up to a multiple of the panel width.
+    let padded: Int
+    /// Slot of each grid token (row-major grid index -> slot).
+    let slotOfGrid: [Int32]
+
+    init(resolution: Int, window: Int) {
+        partition = WindowPartition(resolution: resolution, window: window, shift: 0)
+        padded = Panels.chunks(partition.tokensPerWindow) * Panels.width
+        var slots = [Int32](repeating: 0, count: resolution * resolution)
+        for (r, grid) in partition.order.enumerated() {
+            slots[grid] = Int32(TokenLayout.slot(r, tokensPerWindow: partition.tokensPerWindow, padded: padded))
+        }
+        slotOfGrid = slots
+    }
+
+    var slots: Int { partition.windowCount * padded }
+    var chunks: Int { slots / Panels.width }
+
+    /// Slot of position `r` of a window-ordered sequence.
+    static func slot(_ r: Int, tokensPerWindow n: Int, padded: Int) -> Int { (r / n) * padded + r % n }
+
+    /// For `partition` (same windows per side): the layout slot each of its padded window slots reads, -1 for padding.
+    func gatherIndex(for p: WindowPartition) -> [Int32] {
+        var index = [Int32](repeating: -1, count: slots)
+        for (r, grid) in p.order.enumerated() {
+            index[TokenLayout.slot(r, tokensPerWindow: p.tokensPerWindow, padded: padded)] = slotOfGrid[grid]
+        }
+        return index
+    }
+
+    /// The inverse of gatherIndex: for each layout slot, the window slot of `partition` holding its token.
+    func scatterIndex(for p: WindowPartition) -> [Int32] {
+        var index = [Int32](repeating: -1, count: slots)
+        for (r, grid) in p.order.enumerated() {
+            index[Int(slotOfGrid[grid])] = Int32(TokenLayout.slot(r, tokensPerWindow: p.tokensPerWindow, padded: padded))
+        }
+        return index
+    }
+}
+
+/// The relative position bias and the shift masks of one block, transposed (key rows, query columns) into
+/// the panel layout the attention kernel reads, plus the per-window mask pointers it takes.
+final class AttentionTables {
+    /// heads x padded x padded.
+    let bias: FloatBuffer
+    /// The distinct masks, each padded x padded.
+    private let masks: [FloatBuffer]
+    /// One entry per window: its mask or nil (all zero); nil when the block has no mask at all.
+    let maskPointers: UnsafeMutablePointer<UnsafePointer<Float>?>?
+    private let windows: Int
+
+    /// `table` is Swin's (2w-1)^2 x heads bias table, `index` N x N into it, `mask` windows x N x N or nil.
+    init(table: UnsafeBufferPointer<Float>, index: [Int], heads: Int, n: Int, padded: Int, windows: Int, mask: [Float]?) {
+        let w = Panels.width
+        /// Offset of (key j, query i) in a padded x padded transposed matrix.
+        func at(_ j: Int, _ i: Int) -> Int { (i / w) * padded * w + j * w + i % w }
+        bias = FloatBuffer(heads * padded * padded)
+        for h in 0..<heads {
+            let dst = bias.p + h * padded * padded
+            for j in 0..<padded {
+                for i in 0..<padded {
+                    // A padding key gets -inf (its weight becomes exactly 0); padding queries are never read.
+                    dst[at(j, i)] = j >= n ? -.infinity : (i >= n ? 0 : table[index[i * n + j] * heads + h])
+                }
+            }
+        }
+        self.windows = windows
+        var unique: [[Float]: FloatBuffer] = [:]
+        var buffers: [FloatBuffer] = []
+        if let mask {
+            let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: windows)
+            for b in 0..<windows {
+                let m = Array(mask[(b * n * n)..<((b + 1) * n * n)])
+                if m.allSatisfy({ $0 == 0 }) { pointers[b] = nil; continue }
+                if let found = unique[m] { pointers[b] = UnsafePointer(found.p); continue }
+                let buf = FloatBuffer(padded * padded)
+                for j in 0..<n { for i in 0..<n { buf.p[at(j, i)] = m[i * n + j] } }
+                unique[m] = buf
+                buffers.append(buf)
+                pointers[b] = UnsafePointer(buf.p)
+            }
+            maskPointers = pointers
+        } else {
+            maskPointers = nil
+        }
+        masks = buffers
+    }
+
+    deinit { maskPointers?.deallocate() }
+}
+
 /// `attn`: window multi-head self-attention with a relative position bias (W-MSA / SW-MSA).
 struct WindowAttention {
     let dim: Int
     let heads: Int
     let headDim: Int
-    let tokensPerWindow: Int
+    let padded: Int
     let scale: Float
     let qkv: Linear
     let proj: Linear
-    /// Relative position bias plus shift mask, [maskWindows][heads][N][N], added to the scores.
-    private let biasMask: FloatBuffer
-    private let maskWindows: Int
+    let tables: AttentionTables
 
     /// `prefix` is `layers.i.blocks.j`; the stored `attn_mask` and `relative_position_index` buffers are used
     /// when present (as torch's load_state_dict would), otherwise recomputed.
-    init(_ sd: StateDict, _ prefix: String, dim: Int, heads: Int, partition: WindowPartition) throws {
+    init(_ sd: StateDict, _ prefix: String, dim: Int, heads: Int, partition: WindowPartition, padded: Int,
+         precision: HTSATPrecision) throws {
         self.dim = dim
         self.heads = heads
+        self.padded = padded
         headDim = dim / heads
         let w = partition.window, n = partition.tokensPerWindow
-        tokensPerWindow = n
         scale = Float(1 / Double(headDim).squareRoot())
-        qkv = try Linear(sd, "\(prefix).attn.qkv", in: dim, out: 3 * dim)
-        proj = try Linear(sd, "\(prefix).attn.proj", in: dim, out: dim)
+        qkv = try Linear(sd, "\(prefix).attn.qkv", in: dim, out: 3 * dim, precision: precision)
+        proj = try Linear(sd, "\(prefix).attn.proj", in: dim, out: dim, precision: precision)
 
         let tableRows = (2 * w - 1) * (2 * w - 1)
         let table = try sd.floats("\(prefix).attn.relative_position_bias_table", shape: [tableRows, heads])
@@ -133,52 +210,22 @@ struct WindowAttention {
             throw ModelError.unsupportedArchitecture(
                 detail: "'\(maskKey)' (shape \(found)) is present, but this block has no shifted windows", file: sd.source)
         }
-
-        maskWindows = mask == nil ? 1 : partition.windowCount
-        biasMask = FloatBuffer(maskWindows * heads * n * n)
-        for m in 0..<maskWindows {
-            for h in 0..<heads {
-                let dst = biasMask.p + (m * heads + h) * n * n
-                for e in 0..<(n * n) {
-                    dst[e] = table[index[e] * heads + h] + (mask?[m * n * n + e] ?? 0)
-                }
-            }
-        }
+        tables = AttentionTables(table: table, index: index, heads: heads, n: n, padded: padded,
+                                 windows: partition.windowCount, mask: mask)
     }
 
-    /// `windows` is window-ordered tokens (windowCount*N x dim); the result goes to `out` in the same order.
-    func callAsFunction(_ windows: UnsafePointer<Float>, windowCount: Int, ws: Workspace, into out: UnsafeMutablePointer<Float>) {
-        let n = tokensPerWindow, rows = windowCount * n, stride = 3 * dim
-        let qkvOut = ws.qkv.p, scores = ws.scores.p, context = ws.context.p
-        qkv(windows, rows: rows, into: qkvOut)
-        // q = q * scale before q @ k^T, as the official code does.
-        for r in 0..<rows {
-            let q = qkvOut + r * stride
-            for c in 0..<dim { q[c] *= scale }
-        }
-        for b in 0..<windowCount {
-            for h in 0..<self.heads {
-                let q = qkvOut + b * n * stride + h * headDim
-                let k = q + dim, v = q + 2 * dim
-                gemmNT(m: n, n: n, k: headDim, q, lda: stride, k, ldb: stride, scores, ldc: n)
-                let bias = biasMask.p + ((b % maskWindows) * self.heads + h) * n * n
-                softmaxRows(scores, bias: bias, n: n)
-                gemmNN(m: n, n: headDim, k: n, scores, lda: n, v, ldb: stride, context + b * n * dim + h * headDim, ldc: dim)
-            }
-        }
-        proj(context, rows: rows, into: out)
-    }
-
-    /// Row-wise softmax of `scores + bias` (n x n), in place.
-    private func softmaxRows(_ s: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, n: Int) {
-        for i in 0..<n {
-            let row = s + i * n, b = bias + i * n
-            var top = -Float.infinity
-            for j in 0..<n { let v = row[j] + b[j]; row[j] = v; top = max(top, v) }
-            var sum: Float = 0
-            for j in 0..<n { let e = expf(row[j] - top); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0..<n { row[j] *= inv }
-        }
+    /// `windows` holds the (normalized) tokens window by window (`windowCount` windows of `padded` slots);
+    /// the projected result goes to `out` in the same order, added to it when `accumulate`.
+    func callAsFunction(_ windows: UnsafePointer<Float>, windowCount: Int, ws: Workspace,
+                        into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let chunks = windowCount * padded / Panels.width
+        // q = (x Wq + bq) * scale before q k^T, as the official code scales it.
+        qkv(windows, chunks: chunks, into: ws.arena.p, ws: ws, scaleRows: dim, scale: scale)
+        var args = hk_attention_args(
+            windows: Int32(windowCount), heads: Int32(heads), head_dim: Int32(headDim), channels: Int32(dim),
+            padded: Int32(padded), qkv: ws.arena.p, context: ws.context.p, bias: tables.bias.p,
+            masks: UnsafePointer(tables.maskPointers), scratch: ws.attentionScratch.p)
+        hk_attention(ws.pool, &args)
+        proj(ws.context.p, chunks: chunks, into: out, ws: ws, accumulate: accumulate)
     }
 }

@@ -1,0 +1,373 @@
+// Instruction-set dispatch and the parallel drivers of the kernels in kernels_impl.h.
+#include "hts_kernels.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HK_X86 1
+#else
+#define HK_X86 0
+#endif
+
+// One SIMD register of a panel: 16 floats (one zmm, two ymm, four xmm or NEON q registers).
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+
+// Macros rather than functions, so that each instruction set's code inlines them without crossing targets.
+#define splat(s) ((v16){0} + (float)(s))
+#define load(p) (*(const v16u *)(p))
+#define store(p, v) (*(v16u *)(p) = (v))
+#define vselect(m, a, b) ((v16)(((m) & (v16i)(a)) | (~(m) & (v16i)(b))))
+// Compare-and-select maximum (one instruction on x86): b when either is NaN, so a NaN b propagates.
+#define vmax(a, b) vselect((a) > (b), (a), (b))
+
+// The helpers below pass 16-float vectors by value between always-inlined functions of one instruction set,
+// so the ABI note for targets narrower than AVX-512 does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+
+/// What a tile does with its accumulators (see hk_linear_args).
+typedef struct {
+    const float *bias;
+    float scale;
+    int scale_rows;
+    int gelu;
+    int accumulate;
+} hk_epilogue;
+
+typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,
+                        long op);
+
+/// The kernels of one instruction set.
+typedef struct {
+    void (*linear_range)(const hk_linear_args *p, int g0, int g1, int t0, int t1);
+    void (*attention_item)(const hk_attention_args *p, int window, int head, float *scratch);
+    void (*layernorm_range)(int ch, int c0, int c1, const float *x, float *y, const float *w, const float *b, float eps);
+    void (*gather_range)(int ch, int c0, int c1, const int32_t *index, const float *src, long sp, float *dst, long dp,
+                         long dr, int accumulate);
+    void (*logmel_range)(const float *power, int f0, int f1, int bins, const float *melw, int mels, int stride,
+                         const int32_t *first, const int32_t *last, float amin, float *out);
+    void (*gelu)(const float *x, float *y, long n);
+    void (*exp)(const float *x, float *y, long n);
+    void (*sigmoid)(const float *x, float *y, long n);
+    void (*db)(const float *x, float *y, long n);
+    int mr, nv;
+} hk_impl;
+
+#if HK_X86
+/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
+/// t = x * 16 / (4 sqrt(2)) - i - 1/2 (least-squares minimax fits, approximation error below 3e-9).
+static const float hk_gelu_pieces[6][16] = {
+    {7.015810107e-02f, 2.020584518e-01f, 3.116204386e-01f, 3.920375299e-01f, 4.441941168e-01f, 4.740850377e-01f, 4.892218675e-01f, 4.959950291e-01f, 4.986729852e-01f, 4.996085307e-01f, 4.998973120e-01f, 4.999760725e-01f, 4.999950516e-01f, 4.999990924e-01f, 4.999998524e-01f, 4.999999787e-01f},
+    {1.388606566e-01f, 1.225441007e-01f, 9.543744320e-02f, 6.559313230e-02f, 3.978424567e-02f, 2.129497159e-02f, 1.005903183e-02f, 4.193228114e-03f, 1.542602410e-03f, 5.008097428e-04f, 1.434844511e-04f, 3.627858255e-05f, 8.094859297e-06f, 1.593976797e-06f, 2.769928825e-07f, 4.247852654e-08f},
+    {-4.339299136e-03f, -1.148829571e-02f, -1.491192365e-02f, -1.434845287e-02f, -1.118938481e-02f, -7.320241155e-03f, -4.086543680e-03f, -1.965593618e-03f, -8.194999710e-04f, -2.973424812e-04f, -9.415199460e-05f, -2.607029135e-05f, -6.322137774e-06f, -1.344276235e-06f, -2.508505131e-07f, -4.111104939e-08f},
+    {-2.802472382e-03f, -1.834957920e-03f, -4.349675022e-04f, 7.259238853e-04f, 1.269137154e-03f, 1.233891444e-03f, 8.972062474e-04f, 5.268946613e-04f, 2.581089654e-04f, 1.072695360e-04f, 3.820492415e-05f, 1.173736677e-05f, 3.124549420e-06f, 7.230714819e-07f, 1.458165892e-07f, 2.567289102e-08f},
+    {1.331616992e-04f, 3.230741872e-04f, 3.427614398e-04f, 2.190493093e-04f, 5.534119414e-05f, -5.856072422e-05f, -9.644787961e-05f, -8.234985241e-05f, -5.156811920e-05f, -2.579284458e-05f, -1.067760739e-05f, -3.727610552e-06f, -1.109808401e-06f, -2.838724585e-07f, -6.270232482e-08f, -1.200474899e-08f},
+    {5.050564942e-05f, 2.212153835e-05f, -1.317449521e-05f, -3.253801094e-05f, -2.979684264e-05f, -1.496544353e-05f, -1.136309660e-06f, 5.521922500e-06f, 6.072731945e-06f, 4.082525612e-06f, 2.069847775e-06f, 8.446130534e-07f, 2.857938099e-07f, 8.153403602e-08f, 1.981644314e-08f, 4.132002927e-09f},
+};
+#endif
+
+// Portable baseline (SSE2 on x86-64, NEON on arm64).
+#define HK_FN(name) hk_generic_##name
+#define HK_MR 2
+#define HK_NV 1
+#define HK_AVX512 0
+#include "kernels_impl.h"
+#undef HK_FN
+#undef HK_MR
+#undef HK_NV
+#undef HK_AVX512
+
+#if HK_X86
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#define HK_FN(name) hk_avx2_##name
+#define HK_MR 4
+#define HK_NV 1
+#define HK_AVX512 0
+#include "kernels_impl.h"
+#undef HK_FN
+#undef HK_MR
+#undef HK_NV
+#undef HK_AVX512
+#pragma clang attribute pop
+
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c"))), \
+                             apply_to = function)
+#define HK_FN(name) hk_avx512_##name
+#define HK_MR 6
+#define HK_NV 4
+#define HK_AVX512 1
+#include "kernels_impl.h"
+#undef HK_FN
+#undef HK_MR
+#undef HK_NV
+#undef HK_AVX512
+#pragma clang attribute pop
+
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,f16c"))), \
+                             apply_to = function)
+#include "kernels_bf16.h"
+#pragma clang attribute pop
+#endif
+
+static const hk_impl *chosen_impl(void) {
+#if HK_X86
+    // HTSAT_KERNELS=generic|avx2 forces a lesser instruction set (for comparisons and tests).
+    const char *force = getenv("HTSAT_KERNELS");
+    __builtin_cpu_init();
+    int want512 = !force || strcmp(force, "avx512") == 0;
+    int want2 = want512 || strcmp(force, "avx2") == 0;
+    if (want512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return &hk_avx512_impl;
+    if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &hk_avx2_impl;
+#endif
+    return &hk_generic_impl;
+}
+
+static const hk_impl *impl(void) {
+    static const hk_impl *_Atomic cached;
+    const hk_impl *p = cached;
+    if (!p) cached = p = chosen_impl();
+    return p;
+}
+
+const char *hk_isa(void) {
+    const hk_impl *p = impl();
+#if HK_X86
+    if (p == &hk_avx512_impl) return "avx512";
+    if (p == &hk_avx2_impl) return "avx2";
+#endif
+    (void)p;
+    return "generic";
+}
+
+void hk_gelu(const float *x, float *y, long n) { impl()->gelu(x, y, n); }
+void hk_exp(const float *x, float *y, long n) { impl()->exp(x, y, n); }
+void hk_sigmoid(const float *x, float *y, long n) { impl()->sigmoid(x, y, n); }
+void hk_db(const float *x, float *y, long n) { impl()->db(x, y, n); }
+
+// MARK: - parallel drivers
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+typedef struct {
+    const hk_linear_args *args;
+    const hk_impl *impl;
+    int groups, tiles, group_step, tile_step, tile_blocks;
+} linear_job;
+
+static void linear_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const linear_job *j = ctx;
+    int gb = item / j->tile_blocks, tb = item % j->tile_blocks;
+    int g0 = gb * j->group_step, t0 = tb * j->tile_step;
+    j->impl->linear_range(j->args, g0, min_int(g0 + j->group_step, j->groups), t0, min_int(t0 + j->tile_step, j->tiles));
+}
+
+void hk_linear(hk_pool *pool, const hk_linear_args *args) {
+    if (args->rows <= 0 || args->chunks <= 0) return;
+    const hk_impl *im = impl();
+    int groups = ceil_div(args->chunks, im->nv), tiles = ceil_div(args->rows, im->mr);
+    if (!pool || hk_pool_threads(pool) == 1) {
+        im->linear_range(args, 0, groups, 0, tiles);
+        return;
+    }
+    // Items of about 1.25 MFLOP (10-15 us): small enough that the threads finish within a few microseconds
+    // of each other however their start or speed differs, large enough that taking one costs nothing.
+    // An item is a run of weight-row tiles over one group of token panels, or several whole groups.
+    double tile_flops = 2.0 * im->mr * im->nv * 16 * args->depth, target = 1.25e6;
+    int tile_step = (int)(target / tile_flops), group_step = 1;
+    if (tile_step < 1) tile_step = 1;
+    if (tile_step >= tiles) {
+        tile_step = tiles;
+        group_step = (int)(target / (tile_flops * tiles));
+        if (group_step < 1) group_step = 1;
+        if (group_step > groups) group_step = groups;
+    }
+    linear_job job = {args, im, groups, tiles, group_step, tile_step, ceil_div(tiles, tile_step)};
+    hk_pool_run(pool, ceil_div(groups, group_step) * job.tile_blocks, linear_item, &job);
+}
+
+typedef struct {
+    const hk_attention_args *args;
+    const hk_impl *impl;
+    int per_item;
+} attention_job;
+
+static void attention_item(void *ctx, int item, int thread) {
+    const attention_job *j = ctx;
+    const hk_attention_args *a = j->args;
+    float *scratch = a->scratch + (long)thread * (a->padded + 1) * a->padded;
+    int total = a->windows * a->heads;
+    for (int i = item * j->per_item; i < min_int((item + 1) * j->per_item, total); i++)
+        j->impl->attention_item(a, i / a->heads, i % a->heads, scratch);
+}
+
+void hk_attention(hk_pool *pool, const hk_attention_args *args) {
+    int total = args->windows * args->heads;
+    if (total <= 0 || args->padded <= 0 || args->padded % 16 != 0) return;
+    attention_job job = {args, impl(), 1};
+    int threads = pool ? hk_pool_threads(pool) : 1;
+    job.per_item = threads == 1 ? total : ceil_div(total, 16 * threads);
+    hk_pool_run(pool, ceil_div(total, job.per_item), attention_item, &job);
+}
+
+typedef struct {
+    const hk_impl *impl;
+    int channels, chunks, step;
+    const float *x;
+    float *y;
+    const float *w, *b;
+    float eps;
+    const int32_t *index;
+    const float *src;
+    long sp, dp, dr;
+    int accumulate;
+} pass_job;
+
+static void layernorm_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const pass_job *j = ctx;
+    int c0 = item * j->step;
+    j->impl->layernorm_range(j->channels, c0, min_int(c0 + j->step, j->chunks), j->x, j->y, j->w, j->b, j->eps);
+}
+
+static void gather_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const pass_job *j = ctx;
+    int c0 = item * j->step;
+    j->impl->gather_range(j->channels, c0, min_int(c0 + j->step, j->chunks), j->index, j->src, j->sp, j->y, j->dp,
+                          j->dr, j->accumulate);
+}
+
+/// Chunks per item of a memory-bound pass: one item per thread unless the pass is too small to share.
+static int pass_step(hk_pool *pool, int channels, int chunks) {
+    int threads = pool ? hk_pool_threads(pool) : 1;
+    if (threads == 1 || (long)channels * chunks < 1024) return chunks;
+    return ceil_div(chunks, 2 * threads);
+}
+
+void hk_layernorm(hk_pool *pool, int channels, int chunks, const float *x, float *y, const float *weight,
+                  const float *bias, float eps) {
+    if (chunks <= 0) return;
+    pass_job job = {.impl = impl(), .channels = channels, .chunks = chunks, .step = pass_step(pool, channels, chunks),
+                    .x = x, .y = y, .w = weight, .b = bias, .eps = eps};
+    hk_pool_run(pool, ceil_div(chunks, job.step), layernorm_item, &job);
+}
+
+void hk_gather(hk_pool *pool, int channels, int chunks, const int32_t *index, const float *src, long src_panel,
+               float *dst, long dst_panel, long dst_row, int accumulate) {
+    if (chunks <= 0) return;
+    pass_job job = {.impl = impl(), .channels = channels, .chunks = chunks, .step = pass_step(pool, channels, chunks),
+                    .y = dst, .index = index, .src = src, .sp = src_panel, .dp = dst_panel, .dr = dst_row,
+                    .accumulate = accumulate};
+    hk_pool_run(pool, ceil_div(chunks, job.step), gather_item, &job);
+}
+
+typedef struct {
+    const hk_impl *impl;
+    const float *power;
+    int frames, bins, mels, stride, step;
+    const float *melw;
+    const int32_t *first, *last;
+    float amin;
+    float *out;
+} logmel_job;
+
+static void logmel_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const logmel_job *j = ctx;
+    int f0 = item * j->step;
+    j->impl->logmel_range(j->power, f0, min_int(f0 + j->step, j->frames), j->bins, j->melw, j->mels, j->stride,
+                          j->first, j->last, j->amin, j->out);
+}
+
+void hk_logmel(hk_pool *pool, const float *power, int frames, int bins, const float *melw, int mels, int mel_stride,
+               const int32_t *first, const int32_t *last, float amin, float *out) {
+    if (frames <= 0 || mels <= 0) return;
+    int threads = pool ? hk_pool_threads(pool) : 1;
+    logmel_job job = {impl(), power, frames, bins, mels, mel_stride, ceil_div(frames, 2 * threads), melw, first, last,
+                      amin, out};
+    hk_pool_run(pool, ceil_div(frames, job.step), logmel_item, &job);
+}
+
+// MARK: - bfloat16
+
+int hk_bf16_supported(void) {
+#if HK_X86
+    __builtin_cpu_init();
+    return impl() == &hk_avx512_impl && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+void hk_pack_bf16(const float *w, int rows, int depth, long a_stride, uint32_t *out) {
+#if HK_X86
+    int pairs = (depth + 1) / 2;
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (long)r * a_stride;
+        for (int p = 0; p < pairs; p++) {
+            uint32_t hi = 2 * p + 1 < depth ? hk_bf16_bits(row[2 * p + 1]) : 0;
+            out[(long)r * pairs + p] = hk_bf16_bits(row[2 * p]) | hi << 16;
+        }
+    }
+#else
+    (void)w, (void)rows, (void)depth, (void)a_stride, (void)out;
+#endif
+}
+
+#if HK_X86
+typedef struct {
+    const hk_linear_args *args;
+    const uint32_t *packed;
+    uint32_t *pairs;
+    int groups, tiles, group_step, tile_step, tile_blocks, chunk_step;
+} bf16_job;
+
+static void bf16_pairs_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const bf16_job *j = ctx;
+    int c0 = item * j->chunk_step;
+    hk_bf16_pairs_range(j->args->depth, c0, min_int(c0 + j->chunk_step, j->args->chunks), j->args->x,
+                        j->args->x_panel, j->pairs);
+}
+
+static void bf16_linear_item(void *ctx, int item, int thread) {
+    (void)thread;
+    const bf16_job *j = ctx;
+    int gb = item / j->tile_blocks, tb = item % j->tile_blocks;
+    int g0 = gb * j->group_step, t0 = tb * j->tile_step;
+    hk_bf16_linear_range(j->args, j->packed, j->pairs, (long)(j->args->depth + 1) / 2 * 16, g0,
+                         min_int(g0 + j->group_step, j->groups), t0, min_int(t0 + j->tile_step, j->tiles));
+}
+#endif
+
+void hk_linear_bf16(hk_pool *pool, const hk_linear_args *args, const uint32_t *packed, uint32_t *scratch) {
+#if HK_X86
+    if (args->rows <= 0 || args->chunks <= 0 || !hk_bf16_supported()) return;
+    int threads = pool ? hk_pool_threads(pool) : 1;
+    bf16_job job = {args, packed, scratch, ceil_div(args->chunks, 4), ceil_div(args->rows, 6), 1, 1, 1, 1};
+    job.chunk_step = threads == 1 ? args->chunks : ceil_div(args->chunks, 2 * threads);
+    hk_pool_run(pool, ceil_div(args->chunks, job.chunk_step), bf16_pairs_item, &job);
+    // Items as in hk_linear, at twice the rate per instruction.
+    double tile_flops = 2.0 * 6 * 4 * 16 * args->depth, target = threads == 1 ? 1e30 : 2.5e6;
+    job.tile_step = (int)(target / tile_flops);
+    if (job.tile_step < 1) job.tile_step = 1;
+    if (job.tile_step >= job.tiles) {
+        job.tile_step = job.tiles;
+        double steps = target / (tile_flops * job.tiles);
+        job.group_step = steps < 1 ? 1 : steps > job.groups ? job.groups : (int)steps;
+    }
+    job.tile_blocks = ceil_div(job.tiles, job.tile_step);
+    hk_pool_run(pool, ceil_div(job.groups, job.group_step) * job.tile_blocks, bf16_linear_item, &job);
+#else
+    (void)pool, (void)args, (void)packed, (void)scratch;
+#endif
+}
