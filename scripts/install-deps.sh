@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   libasound2-dev libasound2-plugins alsa-utils   # ALSA capture (alsa-lib, its plugins, aplay/arecord)
-  libopenblas-dev                                 # GEMMs
+  libopenblas-dev                                 # only for the gemmfloor comparison in README (Performance)
   libfftw3-dev                                    # STFT (fftw3f)
   libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
   libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
