@@ -101,12 +101,7 @@ public final class EventTracker {
                 if let maxDuration = settings.maxDuration, cellStart - start >= maxDuration - epsilon {
                     // Force-split a long event: close it here and carry on with a new one at once.
                     events.append(stopEvent(end: cellStart))
-                    id = ids.take()
-                    start = cellStart
-                    peak = 0
-                    for i in labelPeaks.indices { labelPeaks[i] = 0 }
-                    note(score, memberScores)
-                    events.append(startEvent())
+                    beginEvent(at: cellStart, score, memberScores, into: &events)
                     return
                 }
                 note(score, memberScores)
@@ -138,6 +133,12 @@ public final class EventTracker {
         guard cellEnd - onset >= settings.minDuration - epsilon else { return }
         earlyCandidateStart = nil
         earlyOpen = true
+        beginEvent(at: onset, score, memberScores, into: &events)
+    }
+
+    /// A new event id starting at `onset`, its peaks reset to this cell's scores, and its start line.
+    private func beginEvent(at onset: Double, _ score: Float, _ memberScores: UnsafeBufferPointer<Float>,
+                            into events: inout [DetectionEvent]) {
         id = ids.take()
         start = onset
         peak = 0

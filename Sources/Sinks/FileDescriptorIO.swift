@@ -48,3 +48,12 @@ func addStatusFlags(_ fd: Int32, _ flags: Int32) -> Bool {
 func setCloseOnExec(_ fd: Int32) {
     _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
 }
+
+/// Writes `line` plus a newline with one `writeAll` (so lines never interleave), staging it in the reused `buffer`.
+/// Returns 0 or the errno that stopped it.
+func writeLine(_ fd: Int32, _ line: String, buffer: inout [UInt8]) -> Int32 {
+    buffer.removeAll(keepingCapacity: true)
+    buffer.append(contentsOf: line.utf8)
+    buffer.append(0x0A)
+    return buffer.withUnsafeBytes { writeAll(fd, $0) }
+}

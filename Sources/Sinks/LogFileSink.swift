@@ -54,10 +54,7 @@ public final class LogFileSink: EventSink, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard fd >= 0 else { return }
-        buffer.removeAll(keepingCapacity: true)
-        buffer.append(contentsOf: message.line.utf8)
-        buffer.append(0x0A)
-        let code = buffer.withUnsafeBytes { writeAll(fd, $0) }
+        let code = writeLine(fd, message.line, buffer: &buffer)
         if code == 0 {
             failing = false
         } else if !failing {

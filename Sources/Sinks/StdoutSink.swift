@@ -38,10 +38,7 @@ public final class StdoutSink: EventSink, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !disabled else { return }
-        buffer.removeAll(keepingCapacity: true)
-        buffer.append(contentsOf: message.line.utf8)
-        buffer.append(0x0A)
-        let code = buffer.withUnsafeBytes { writeAll(fd, $0) }
+        let code = writeLine(fd, message.line, buffer: &buffer)
         if code == 0 {
             failing = false
         } else if code == EPIPE {
