@@ -75,6 +75,8 @@ public struct DaemonConfig: Equatable, Sendable {
         public var socket: String?
         /// Permission bits of the socket file.
         public var socketMode: UInt32 = 0o660
+        /// Group name for the socket file (its members may connect at mode 0660); nil keeps the process's group.
+        public var socketGroup: String?
         /// Append event lines to this file (reopened on SIGHUP); nil for none.
         public var logFile: String?
         /// A socket reader further behind than this many bytes is disconnected.
@@ -219,7 +221,7 @@ public struct DaemonConfig: Equatable, Sendable {
         "stats_interval", "log_level",
     ]
     /// Keys of `outputs`.
-    public static let outputKeys = ["stdout", "socket", "socket_mode", "log_file", "max_client_backlog"]
+    public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
     /// Keys of `defaults` and of each `event_settings` entry.
     public static let eventSettingKeys = ["on_threshold", "off_threshold", "min_duration", "merge_gap", "max_duration"]
 
@@ -260,6 +262,7 @@ public struct DaemonConfig: Equatable, Sendable {
             if let m = o["stdout"] { outputs.stdout = try m.bool() }
             if let m = o["socket"] { outputs.socket = try m.nullable { try $0.filePath() } }
             if let m = o["socket_mode"] { outputs.socketMode = try Self.readMode(m) }
+            if let m = o["socket_group"] { outputs.socketGroup = try m.nullable { try $0.string() } }
             if let m = o["log_file"] { outputs.logFile = try m.nullable { try $0.filePath() } }
             if let m = o["max_client_backlog"] { outputs.maxClientBacklog = try m.integer() }
         }
@@ -362,6 +365,9 @@ public struct DaemonConfig: Equatable, Sendable {
         try require(!(outputs.socket?.isEmpty ?? false), "outputs.socket", "", "a socket path, or null for none")
         try require(outputs.socketMode <= 0o777, "outputs.socket_mode", String(outputs.socketMode, radix: 8),
                     "three octal digits such as \"0660\"")
+        if let group = outputs.socketGroup {
+            try require(getgrnam(group) != nil, "outputs.socket_group", group, "an existing group name (see /etc/group), e.g. \"audio\"")
+        }
         try require(!(outputs.logFile?.isEmpty ?? false), "outputs.log_file", "", "a file path, or null for none")
         try require(Self.maxClientBacklogRange.contains(outputs.maxClientBacklog), "outputs.max_client_backlog",
                     outputs.maxClientBacklog,

@@ -108,7 +108,8 @@ final class Pipeline: @unchecked Sendable {
     private func openSinks() throws {
         if config.outputs.stdout { sinks.append(StdoutSink(logger: logger)) }
         if let path = config.outputs.socket {
-            let sink = try UnixSocketSink(path: path, mode: mode_t(config.outputs.socketMode),
+            let group = config.outputs.socketGroup.flatMap { getgrnam($0)?.pointee.gr_gid }
+            let sink = try UnixSocketSink(path: path, mode: mode_t(config.outputs.socketMode), group: group,
                                           maxClientBacklog: config.outputs.maxClientBacklog, logger: logger)
             socket = sink
             sinks.append(sink)

@@ -32,6 +32,7 @@ public struct Run: ParsableCommand {
     @Option(help: "Inference threads.") var threads: Int?
     @Option(help: "Serve events on this Unix socket path (e.g. /run/htsatd/events.sock).") var socket: String?
     @Option(name: .customLong("socket-mode"), help: "Socket file mode, octal (default 0660).") var socketMode: String?
+    @Option(name: .customLong("socket-group"), help: "Group of the socket file (its members may connect).") var socketGroup: String?
     @Option(name: .customLong("log-file"), help: "Append events to this file; SIGHUP reopens it.") var logFile: String?
     @Flag(name: .customLong("no-stdout"), help: "Do not write events to stdout.") var noStdout = false
     @Flag(name: .customLong("exit-on-device-error"), help: "Exit non-zero when the device fails instead of retrying.")
@@ -75,6 +76,7 @@ public struct Run: ParsableCommand {
             }
             c.outputs.socketMode = mode
         }
+        if let socketGroup { c.outputs.socketGroup = socketGroup }
         if let logFile { c.outputs.logFile = logFile }
         if noStdout { c.outputs.stdout = false }
         if exitOnDeviceError { c.exitOnDeviceError = true }

@@ -53,11 +53,14 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(path: String, mode: mode_t = 0o660, maxClientBacklog: Int = 256 * 1024, logger: Logger) throws {
+    /// Serves `path` with file `mode`; `group` (a group id) becomes the socket file's group, so its members may
+    /// connect under a mode like 0660 (a systemd DynamicUser's own group has no members).
+    public init(path: String, mode: mode_t = 0o660, group: gid_t? = nil, maxClientBacklog: Int = 256 * 1024,
+                logger: Logger) throws {
         self.path = path
         self.maxClientBacklog = max(1, maxClientBacklog)
         self.logger = logger
-        let (listenFD, device, inode) = try Self.listen(at: path, mode: mode)
+        let (listenFD, device, inode) = try Self.listen(at: path, mode: mode, group: group)
         var pipeFDs: [Int32] = [-1, -1]
         guard pipe(&pipeFDs) == 0 else {
             let code = errno
@@ -366,7 +369,7 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
     }
 
     /// Creates, binds, chmods and listens; returns the listening fd and the socket file's identity.
-    private static func listen(at path: String, mode: mode_t) throws -> (Int32, UInt64, UInt64) {
+    private static func listen(at path: String, mode: mode_t, group: gid_t?) throws -> (Int32, UInt64, UInt64) {
         var (addr, length) = try address(path)
         try removeStaleSocket(path, addr, length)
         let fd = try newSocket(path)
@@ -386,6 +389,9 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
             bound = true
             // chmod before listen(): nobody can connect until then, so no window with the wrong mode.
             guard chmod(path, mode) == 0 else { throw SinkError.system(path: path, call: "chmod", errno: errno) }
+            if let group, chown(path, uid_t.max, group) != 0 {
+                throw SinkError.system(path: path, call: "chown to group \(group)", errno: errno)
+            }
             var st = stat()
             guard lstat(path, &st) == 0 else { throw SinkError.system(path: path, call: "lstat", errno: errno) }
             guard Glibc.listen(fd, 64) == 0 else { throw SinkError.system(path: path, call: "listen", errno: errno) }

@@ -144,7 +144,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(nested?.key, "outputs.sockt")
         XCTAssertEqual(nested?.line, 4)
         XCTAssertEqual(nested?.column, 5)
-        assertMentions(nested, ["test.json:4:5", "outputs.sockt", "unknown key", "stdout, socket, socket_mode, log_file, max_client_backlog"])
+        assertMentions(nested, ["test.json:4:5", "outputs.sockt", "unknown key", "stdout, socket, socket_mode, socket_group, log_file, max_client_backlog"])
 
         let top = parseError(#"{"thread": 2}"#)
         XCTAssertEqual(top?.key, "thread")
@@ -177,6 +177,7 @@ final class ConfigTests: XCTestCase {
         assertMentions(parseError(#"{"outputs": {"stdout": 1}}"#), ["outputs.stdout", "expected true or false", "got 1"])
         assertMentions(parseError(#"{"outputs": {"socket_mode": 660}}"#), ["outputs.socket_mode", "octal string", "got 660"])
         assertMentions(parseError(#"{"outputs": {"socket_mode": "0689"}}"#), ["outputs.socket_mode", "\"0689\"", "three octal digits"])
+        assertMentions(parseError(#"{"outputs": {"socket_group": "no-such-group-x"}}"#), ["outputs.socket_group", "no-such-group-x", "existing group"])
         assertMentions(parseError(#"{"outputs": {"socket": ""}}"#), ["outputs.socket", "file path"])
         assertMentions(parseError(#"{"outputs": []}"#), ["outputs", "expected an object", "an array"])
         assertMentions(parseError(#"{"events": "dog_bark"}"#), ["events", "expected an array"])

@@ -183,7 +183,7 @@ final class SystemdTests: XCTestCase {
     func testExecStartFlagsExistInTheCLI() throws {
         let execStart = try XCTUnwrap(try unitText().split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
         let flags = execStart.split(separator: " ").filter { $0.hasPrefix("--") }.map(String.init)
-        XCTAssertEqual(flags, ["--config", "--socket", "--no-stdout"])
+        XCTAssertEqual(flags, ["--config", "--socket", "--socket-group", "--no-stdout"])
         let candidates = [
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("htsatd"),
             Bundle.main.bundleURL.appendingPathComponent("htsatd"),

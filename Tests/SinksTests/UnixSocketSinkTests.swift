@@ -166,6 +166,17 @@ final class UnixSocketSinkTests: XCTestCase {
         }
     }
 
+    func testSocketGroupIsApplied() throws {
+        guard getuid() == 0 else { throw XCTSkip("changing a file's group to another group needs root here") }
+        guard let audio = getgrnam("audio")?.pointee.gr_gid else { throw XCTSkip("no 'audio' group on this system") }
+        let sink = try UnixSocketSink(path: socketPath, mode: 0o660, group: audio, logger: logs.logger())
+        defer { sink.close() }
+        var st = stat()
+        XCTAssertEqual(lstat(socketPath, &st), 0)
+        XCTAssertEqual(st.st_gid, audio)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o660)
+    }
+
     func testCloseRemovesSocketFileAndDisconnectsClients() throws {
         let sink = try makeSink()
         let client = try connect(1, to: sink)[0]
