@@ -59,6 +59,11 @@ public struct Run: ParsableCommand {
         let names = events.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         if !names.isEmpty { c.events = names }
+        for (flag, value) in [("--threshold", threshold), ("--off-threshold", offThreshold)] {
+            if let value, !(value > 0 && value < 1) {
+                throw DaemonError("\(flag) \(value): expected a score between 0 and 1 (exclusive)")
+            }
+        }
         if let threshold {
             c.defaults.onThreshold = threshold
             // Keep hysteresis valid when only --threshold is given below the default off threshold.

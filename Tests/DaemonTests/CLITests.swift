@@ -173,6 +173,16 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(p.stderr.contains("outputs.sockt"), p.stderr)
     }
 
+    func testBadFlagValuesNameTheFlag() throws {
+        let p = try DaemonProcess(try detectorArguments() + ["--events", "siren", "--threshold", "2", "--input", "-"], in: dir)
+        XCTAssertEqual(p.wait(timeout: 30), 1)
+        XCTAssertTrue(p.stderr.contains("--threshold 2.0") && p.stderr.contains("between 0 and 1"), p.stderr)
+        let q = try DaemonProcess(try detectorArguments() + ["--events", "siren", "--threshold", "0.5",
+                                                             "--off-threshold", "0.6", "--input", "-"], in: dir)
+        XCTAssertEqual(q.wait(timeout: 30), 1)
+        XCTAssertTrue(q.stderr.contains("off_threshold") && q.stderr.contains("at most on_threshold"), q.stderr)
+    }
+
     func testCorruptModelIsAClearError() throws {
         let model = dir.appendingPathComponent("broken.ckpt")
         let original = try Data(contentsOf: try Fixtures.require("detector/detector.ckpt"))
