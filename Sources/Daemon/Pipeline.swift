@@ -31,14 +31,15 @@ struct LoadedModel {
             return EventSpec(definition: definition, settings: config.settings(for: overridden))
         }
         let started = DispatchTime.now().uptimeNanoseconds
-        model = try loadModel(path: config.model, signal: config.signal.modelSignal, threads: config.threads)
+        model = try loadModel(path: config.model, signal: config.signal.modelSignal, threads: config.threads,
+                              precision: config.precision == .bfloat16 ? .bfloat16 : .float32)
         try labels.validate(classes: model.config.classes)
         self.labels = labels
         logger.info("model loaded", metadata: [
             "path": "\(config.model)",
             "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
             "embed_dim": "\(model.config.embedDim)", "depths": "\(model.config.depths)",
-            "classes": "\(model.config.classes)", "threads": "\(config.threads)",
+            "classes": "\(model.config.classes)", "threads": "\(config.threads)", "precision": "\(config.precision.rawValue)",
         ])
     }
 
@@ -58,11 +59,11 @@ func loadLabels(path: String) throws -> AudioSetLabels {
 }
 
 /// Loads a checkpoint (.ckpt, torch.save or .safetensors) into a model.
-func loadModel(path: String, signal: SignalConfig, threads: Int) throws -> HTSATModel {
+func loadModel(path: String, signal: SignalConfig, threads: Int, precision: HTSATPrecision = .float32) throws -> HTSATModel {
     guard FileManager.default.fileExists(atPath: path) else {
         throw DaemonError("model file \(path) not found: pass --model PATH, set \"model\" in the config, or run scripts/download-model.sh")
     }
-    return try HTSATModel(stateDict: try StateDict.load(contentsOf: path), signal: signal, threads: threads)
+    return try HTSATModel(stateDict: try StateDict.load(contentsOf: path), signal: signal, threads: threads, precision: precision)
 }
 
 extension DaemonConfig.Signal {

@@ -30,6 +30,8 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("onset-settle"), help: "Seconds before a start is announced from the not yet settled score (0 ... settle).")
     var onsetSettle: Double?
     @Option(help: "Inference threads.") var threads: Int?
+    @Flag(name: .customLong("bf16"), help: "Opt-in bfloat16 inference (AVX512-BF16 CPUs; scores drift by ~1e-3 from the official model).")
+    var bf16 = false
     @Option(help: "Serve events on this Unix socket path (e.g. /run/htsatd/events.sock).") var socket: String?
     @Option(name: .customLong("socket-mode"), help: "Socket file mode, octal (default 0660).") var socketMode: String?
     @Option(name: .customLong("socket-group"), help: "Group of the socket file (its members may connect).") var socketGroup: String?
@@ -74,6 +76,7 @@ public struct Run: ParsableCommand {
         if let settle { c.settleSeconds = settle }
         if let onsetSettle { c.onsetSettleSeconds = onsetSettle }
         if let threads { c.threads = threads }
+        if bf16 { c.precision = .bfloat16 }
         if let socket { c.outputs.socket = socket }
         if let socketMode {
             guard let mode = DaemonConfig.parseSocketMode(socketMode) else {

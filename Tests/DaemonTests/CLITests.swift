@@ -31,36 +31,47 @@ final class CLITests: XCTestCase {
     /// The acceptance bar, through the real command line: every annotated event found, start within 1.5 s,
     /// end within 2.0 s, at most one spurious event (> 1 s) per stream. The 48 kHz stereo stream comes through stdin.
     func testFileModeFindsAnnotatedEventsOnBothStreams() throws {
-        for (name, viaStdin) in [("dog_siren_32k", false), ("alarm_speech_48k_stereo", true)] {
-            let wav = try Fixtures.require("detector/streams/\(name).wav")
-            let annotations = try JSONSerialization.jsonObject(
-                with: Data(contentsOf: try Fixtures.require("detector/streams/\(name).events.json"))) as! [String: Any]
-            let expected = annotations["events"] as! [[String: Any]]
-            let log = dir.appendingPathComponent("\(name).log")
-            let stdin = viaStdin ? try FileHandle(forReadingFrom: wav) : nil
-            let p = try DaemonProcess(try detectorArguments() + [
-                "--input", viaStdin ? "-" : wav.path, "--events", "dog_bark,siren,smoke_alarm,speech",
-                "--threshold", "0.6", "--off-threshold", "0.4", "--log-file", log.path,
-            ], in: dir, stdin: stdin)
-            XCTAssertEqual(p.wait(timeout: 240), 0, p.stderr)
-            let lines = jsonLines(p.stdout)
-            XCTAssertEqual(try String(contentsOf: log, encoding: .utf8), p.stdout, "the log file holds the same lines as stdout")
-            let stops = lines.filter { $0["type"] as? String == "stop" }
-            XCTAssertEqual(lines.count, 2 * stops.count, "every start has its stop: \(p.stdout)")
-            var matched = Set<Int>()
-            for truth in expected {
-                let event = truth["event"] as! String
-                let start = truth["start"] as! Double, end = truth["end"] as! Double
-                let hit = stops.first {
-                    $0["event"] as? String == event && abs(($0["start"] as! Double) - start) <= 1.5
-                        && abs(($0["end"] as! Double) - end) <= 2.0
-                }
-                XCTAssertNotNil(hit, "\(name): \(event) \(start)–\(end) not found in \(stops)")
-                if let id = hit?["id"] as? Int { matched.insert(id) }
+        try assertFindsAnnotatedEvents(stream: "dog_siren_32k", viaStdin: false)
+        try assertFindsAnnotatedEvents(stream: "alarm_speech_48k_stereo", viaStdin: true)
+    }
+
+    /// The opt-in bfloat16 path still meets the same bar.
+    func testBFloat16FileModeFindsAnnotatedEvents() throws {
+        guard HTSATModel.supportsBFloat16 else { throw XCTSkip("this CPU has no AVX512-BF16; --bf16 is unavailable") }
+        try assertFindsAnnotatedEvents(stream: "dog_siren_32k", viaStdin: false, extra: ["--bf16"])
+    }
+
+    private func assertFindsAnnotatedEvents(stream name: String, viaStdin: Bool, extra: [String] = [],
+                                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let wav = try Fixtures.require("detector/streams/\(name).wav")
+        let annotations = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: try Fixtures.require("detector/streams/\(name).events.json"))) as! [String: Any]
+        let expected = annotations["events"] as! [[String: Any]]
+        let log = dir.appendingPathComponent("\(name).log")
+        let stdin = viaStdin ? try FileHandle(forReadingFrom: wav) : nil
+        let p = try DaemonProcess(try detectorArguments() + [
+            "--input", viaStdin ? "-" : wav.path, "--events", "dog_bark,siren,smoke_alarm,speech",
+            "--threshold", "0.6", "--off-threshold", "0.4", "--log-file", log.path,
+        ] + extra, in: dir, stdin: stdin)
+        XCTAssertEqual(p.wait(timeout: 240), 0, p.stderr, file: file, line: line)
+        let lines = jsonLines(p.stdout)
+        XCTAssertEqual(try String(contentsOf: log, encoding: .utf8), p.stdout, "the log file holds the same lines as stdout",
+                       file: file, line: line)
+        let stops = lines.filter { $0["type"] as? String == "stop" }
+        XCTAssertEqual(lines.count, 2 * stops.count, "every start has its stop: \(p.stdout)", file: file, line: line)
+        var matched = Set<Int>()
+        for truth in expected {
+            let event = truth["event"] as! String
+            let start = truth["start"] as! Double, end = truth["end"] as! Double
+            let hit = stops.first {
+                $0["event"] as? String == event && abs(($0["start"] as! Double) - start) <= 1.5
+                    && abs(($0["end"] as! Double) - end) <= 2.0
             }
-            let spurious = stops.filter { !matched.contains($0["id"] as! Int) && ($0["duration"] as! Double) > 1 }
-            XCTAssertLessThanOrEqual(spurious.count, 1, "\(name): spurious events \(spurious)")
+            XCTAssertNotNil(hit, "\(name): \(event) \(start)–\(end) not found in \(stops)", file: file, line: line)
+            if let id = hit?["id"] as? Int { matched.insert(id) }
         }
+        let spurious = stops.filter { !matched.contains($0["id"] as! Int) && ($0["duration"] as! Double) > 1 }
+        XCTAssertLessThanOrEqual(spurious.count, 1, "\(name): spurious events \(spurious)", file: file, line: line)
     }
 
     // MARK: - Live mode through real alsa-lib

@@ -62,7 +62,7 @@ final class ConfigTests: XCTestCase {
           "model": "/m/model.ckpt", "labels": "/m/labels.csv", "preset": "scv2",
           "sample_rate": 22050, "hop_size": 220, "clip_samples": 110250,
           "device": "plughw:CARD=Mic", "period_ms": 20, "exit_on_device_error": true,
-          "hop_seconds": 0.5, "threads": 4, "settle_seconds": 2.5,
+          "hop_seconds": 0.5, "threads": 4, "precision": "bfloat16", "settle_seconds": 2.5,
           "events": ["dog_bark", "Smoke detector, smoke alarm"],
           "event_settings": {"dog_bark": {"on_threshold": 0.7, "max_duration": null},
                              "Smoke detector, smoke alarm": {"merge_gap": 3}},
@@ -85,6 +85,7 @@ final class ConfigTests: XCTestCase {
         expected.hopSeconds = 0.5
         expected.threads = 4
         expected.settleSeconds = 2.5
+        expected.precision = .bfloat16
         expected.events = ["dog_bark", "Smoke detector, smoke alarm"]
         expected.eventSettings = [
             "dog_bark": .init(onThreshold: 0.7, maxDuration: .some(nil)),
@@ -177,6 +178,7 @@ final class ConfigTests: XCTestCase {
         assertMentions(parseError(#"{"outputs": {"stdout": 1}}"#), ["outputs.stdout", "expected true or false", "got 1"])
         assertMentions(parseError(#"{"outputs": {"socket_mode": 660}}"#), ["outputs.socket_mode", "octal string", "got 660"])
         assertMentions(parseError(#"{"outputs": {"socket_mode": "0689"}}"#), ["outputs.socket_mode", "\"0689\"", "three octal digits"])
+        assertMentions(parseError(#"{"precision": "float16"}"#), ["precision", "float16", "float32, bfloat16"])
         assertMentions(parseError(#"{"outputs": {"socket_group": "no-such-group-x"}}"#), ["outputs.socket_group", "no-such-group-x", "existing group"])
         assertMentions(parseError(#"{"outputs": {"socket": ""}}"#), ["outputs.socket", "file path"])
         assertMentions(parseError(#"{"outputs": []}"#), ["outputs", "expected an object", "an array"])
