@@ -157,6 +157,34 @@ final class CLITests: XCTestCase {
                       "READY only after audio flows: \(messages)")
     }
 
+    /// A device that fails mid-stream (the `file` plugin's copy to /dev/full makes reads fail with EIO once its buffer
+    /// fills): clients hear it, capture reopens it, and the daemon keeps running.
+    func testFailingDeviceIsReportedToClientsAndReopened() throws {
+        let raw = dir.appendingPathComponent("tone.f32")
+        let tone = (0..<(32000 * 4)).map { Float(0.3 * sin(Double($0) * 2 * .pi * 440 / 32000)) }
+        try tone.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.flaky { type file; slave.pcm \"null\"; file \"/dev/full\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        let sock = dir.appendingPathComponent("events.sock").path
+        let p = try DaemonProcess(try detectorArguments() + ["--device", "flaky", "--pace-realtime", "--events", "siren",
+                                                             "--socket", sock, "--no-stdout"],
+                                  in: dir, environment: ["ALSA_CONFIG_PATH": conf.path])
+        XCTAssertTrue(eventually(timeout: 30) { FileManager.default.fileExists(atPath: sock) }, p.stderr)
+        let client = try SocketClient(path: sock)
+        var states: [String] = []
+        _ = client.readLines(timeout: 30) { line in
+            if let state = line["state"] as? String, state != states.last { states.append(state) }
+            return states.count >= 4
+        }
+        XCTAssertTrue(states.starts(with: ["capturing", "device_unavailable", "capturing"])
+                      || states.starts(with: ["device_unavailable", "capturing", "device_unavailable"]), "\(states)")
+        XCTAssertTrue(p.process.isRunning, "a failing device is retried, not fatal")
+        XCTAssertTrue(p.stderr.contains("Input/output error"), p.stderr)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.stderr)
+    }
+
     func testExitOnDeviceErrorNamesTheDevice() throws {
         let conf = dir.appendingPathComponent("asound.conf")
         try "</usr/share/alsa/alsa.conf>\n".write(to: conf, atomically: true, encoding: .utf8)
