@@ -361,7 +361,7 @@ public struct DaemonConfig: Equatable, Sendable {
                         "0 to the window length, \(render(clip)) s, or null for the default")
         }
         if let onsetSettleSeconds {
-            let settle = settleSeconds ?? min(Detector.defaultSettle, clip)
+            let settle = settleSeconds ?? Detector.defaultSettle(clipSeconds: clip, hopSeconds: hopSeconds)
             try require(onsetSettleSeconds.isFinite && onsetSettleSeconds >= 0 && onsetSettleSeconds <= settle,
                         "onset_settle_seconds", onsetSettleSeconds,
                         "0 to settle_seconds (\(render(settle)) s), or null for the default")

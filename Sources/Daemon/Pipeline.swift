@@ -124,7 +124,7 @@ final class Pipeline: @unchecked Sendable {
     }
 
     private func makeScheduler(clock: @escaping @Sendable (Double) -> Date) throws -> WindowScheduler {
-        let settle = config.settleSeconds ?? min(Detector.defaultSettle, config.signal.clipSeconds)
+        let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: config.signal.clipSeconds, hopSeconds: config.hopSeconds)
         let detector = try Detector(events: loaded.specs, geometry: loaded.geometry, classes: loaded.model.config.classes,
                                     settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle))
         let encoder = EventLineEncoder(clock: clock)

@@ -49,14 +49,13 @@ public enum DetectorError: Error, CustomStringConvertible, Equatable {
 ///
 /// Live and file modes feed it the same windows, so they emit the same events. Not thread-safe: one caller.
 public final class Detector {
-    /// Default settle lag in seconds: how far behind the newest window end a grid cell is handed to the trackers.
+    /// Settle lag in seconds: how far behind the newest window end a grid cell is handed to the trackers.
     ///
-    /// Trade-off: latency against end accuracy. A start line comes out about settle + min duration (+ up to a hop)
-    /// after the onset, a stop about settle + merge gap after the end. A cell is final, averaged over every window
-    /// that will ever cover it, once it lies clip - hop behind the newest window end (9 s for 10 s windows every 1 s;
-    /// `settle = clip` is always enough). A smaller lag averages only the newer windows, in which the cell sits near
-    /// their right edge, and there the model keeps reporting a sound for seconds after it stopped: event ends come
-    /// out late. Onsets are unaffected.
+    /// A cell is final, averaged over every window that will ever cover it, once it lies clip - hop behind the newest
+    /// window end (9 s for 10 s windows every 1 s). A smaller lag averages only the newer windows, in which the cell sits
+    /// near their right edge, and there the model keeps reporting a sound for seconds after it stopped: event ends come
+    /// out late. Onsets are unaffected, and are announced from the early read-out (`defaultOnsetSettle`), so the settle
+    /// lag only delays stop lines (about settle + merge gap after the end).
     ///
     /// Measured on the fixture streams (detector.ckpt, hop 1 s, on/off 0.6/0.4, min duration 0.25 s, merge gap 1 s;
     /// worst start / end error over the 6 annotated events; no misses, no spurious events at any value):
@@ -65,12 +64,13 @@ public final class Detector {
     ///     start   0.48   0.48   0.48   0.47   0.47   0.48   0.47   0.41   0.29   0.29
     ///     end     0.74   0.74   1.11   1.48   1.98   2.48   2.74   4.74   5.48   7.88
     ///
-    /// 8 s is the smallest lag that meets the 2.0 s end bar with margin (0.5 s), one second sooner than full
-    /// averaging. Raise it to 9 s (exact averaging at a 1 s hop) when end times matter more than latency.
-    public static let defaultSettle: Double = 8.0
+    /// Hence the default: full averaging, clip - hop.
+    public static func defaultSettle(clipSeconds: Double, hopSeconds: Double) -> Double {
+        max(0, clipSeconds - hopSeconds)
+    }
     /// Default lag of the provisional read-out that announces starts early (see `EventTracker.processEarly`).
     ///
-    /// Onsets need little averaging (start error 0.29 s at lag 0–2 s on the fixture streams, 0.47 s at 8 s), so a
+    /// Onsets need little averaging (start error 0.29 s at lag 0–2 s on the fixture streams, 0.48 s at 9 s), so a
     /// start line goes out about this lag (+ min duration + up to a hop) after the onset instead of `settle` later;
     /// the settled track still decides the stop, and cancels a start it never confirms.
     public static let defaultOnsetSettle: Double = 2.0
@@ -90,7 +90,7 @@ public final class Detector {
 
     /// Creates the core for a model with `classes` outputs; validates every event's settings.
     public init(events: [EventSpec], geometry: WindowGeometry, classes: Int,
-                settle: Double = Detector.defaultSettle, onsetSettle: Double? = nil,
+                settle: Double, onsetSettle: Double? = nil,
                 cellSeconds: Double = Detector.defaultCell, labelFloor: Float = 0.1) throws {
         guard !events.isEmpty else { throw DetectorError.noEvents }
         var used: [Int] = []

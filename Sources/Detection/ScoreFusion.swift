@@ -51,7 +51,7 @@ public struct WindowGeometry: Equatable, Sendable {
 /// inside it, by linear interpolation of its framewise scores at that centre, so each window counts once per cell.
 /// Cells are handed out (in order, exactly once) when they lie `settle` behind the newest window end, averaged over the
 /// windows seen until then; windows arriving later no longer change them. With `settle >= clip - hop` every cell gets
-/// all the windows that will ever cover it (full averaging, about a clip of latency); see `Detector.defaultSettle`.
+/// all the windows that will ever cover it (full averaging, about a clip of latency); see `Detector.defaultSettle(clipSeconds:hopSeconds:)`.
 ///
 /// Start-up: a window ending before the first full clip (`end < clip`) is left-zero-padded by the scheduler. Its padded
 /// part lies at negative stream time, where there are no cells, so it never contributes to fusion.

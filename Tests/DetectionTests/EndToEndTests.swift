@@ -41,7 +41,10 @@ final class EndToEndTests: XCTestCase {
         let settings = EventSettings(onThreshold: 0.6, offThreshold: 0.4, mergeGap: 1.0)
         let specs = try EventCatalog(labels: labels).resolve(["dog_bark", "siren", "smoke_alarm", "speech"])
             .map { EventSpec(definition: $0, settings: settings) }
-        let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes)
+        // The daemon's defaults: full averaging for stops, starts from the early read-out.
+        let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
+                                    settle: Detector.defaultSettle(clipSeconds: 10, hopSeconds: 1),
+                                    onsetSettle: Detector.defaultOnsetSettle)
         XCTAssertEqual(detector.fusion.geometry.frames, 1024)
 
         var events: [DetectionEvent] = []

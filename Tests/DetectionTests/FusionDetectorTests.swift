@@ -122,10 +122,10 @@ final class FusionDetectorTests: XCTestCase {
         }
         XCTAssertThrowsError(try ScoreFusion(geometry: small, classes: 1, classIndices: [0], cellSeconds: 0.001, settleSeconds: 1))
         XCTAssertThrowsError(try ScoreFusion(geometry: small, classes: 1, classIndices: [3], cellSeconds: 0.1, settleSeconds: 1))
-        XCTAssertThrowsError(try Detector(events: [], geometry: small, classes: 1)) { XCTAssertEqual($0 as? DetectorError, .noEvents) }
+        XCTAssertThrowsError(try Detector(events: [], geometry: small, classes: 1, settle: 1)) { XCTAssertEqual($0 as? DetectorError, .noEvents) }
         let bad = EventSpec(definition: EventDefinition(name: "x", labelIndices: [0], labelNames: ["X"]),
                             settings: EventSettings(onThreshold: 0.3, offThreshold: 0.5))
-        XCTAssertThrowsError(try Detector(events: [bad], geometry: small, classes: 1)) { XCTAssertTrue($0 is EventSettingsError) }
+        XCTAssertThrowsError(try Detector(events: [bad], geometry: small, classes: 1, settle: 1)) { XCTAssertTrue($0 is EventSettingsError) }
     }
 
     /// A 5 s sound at 20-25 s seen by 10 s windows every 1 s.
