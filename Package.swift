@@ -2,9 +2,9 @@
 import PackageDescription
 
 // Architecture, dependencies pointing one way:
-//   AudioCapture ─┐
-//   FrontEnd ← HTSAT ← Detection ← Daemon ← htsatd (executable)
-//   Sinks ────────────────────────┘
+//   AudioCapture ─────────────┐
+//   CHTSATKernels ← FrontEnd ← HTSAT ← Detection ← Daemon ← htsatd (executable)
+//   Sinks ─────────────────────────────────────────┘
 let package = Package(
     name: "htsatd",
     platforms: [.macOS(.v13)],
