@@ -153,7 +153,11 @@ final class Pipeline: @unchecked Sendable {
         logger.info("reading \(path == "-" ? "stdin" : path): \(reader.formatDescription), \(reader.sourceRate) Hz, \(reader.channels) channel(s)")
         let started = Date()
         let scheduler = try makeScheduler(clock: EventLineEncoder.clock(origin: started))
+        lock.lock()
         self.scheduler = scheduler
+        let stopping = stopRequested
+        lock.unlock()
+        if stopping { scheduler.cancel() }
         let cpu0 = cpuSeconds()
         try scheduler.runFile(reader)
         let wall = Date().timeIntervalSince(started)
@@ -203,7 +207,7 @@ final class Pipeline: @unchecked Sendable {
         let scheduler = try makeScheduler(clock: { streamSeconds in
             Date().addingTimeInterval(streamSeconds - Double(ring.totalWritten) / rate)
         })
-        self.scheduler = scheduler
+        lock.lock(); self.scheduler = scheduler; lock.unlock()
         let watchdogStop = startWatchdogAndStats(ring: ring, capture: capture, scheduler: scheduler)
         capture.start()
         try scheduler.runLive(ring: ring)
@@ -220,10 +224,12 @@ final class Pipeline: @unchecked Sendable {
         lock.lock()
         stopRequested = true
         let ring = self.ring
+        let scheduler = self.scheduler
         lock.unlock()
         logger.info("stopping")
         notifier.stopping()
         ring?.close()
+        scheduler?.cancel()
     }
 
     /// Reopens the log file (SIGHUP, for logrotate).

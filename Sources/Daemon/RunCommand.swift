@@ -105,17 +105,20 @@ public struct Run: ParsableCommand {
             let logger = makeLogger(level: config.logLevel)
             SignalWatcher.ignoreSIGPIPE()
             let pipeline = try Pipeline(config: config, logger: logger)
-            if let input {
-                try pipeline.runFile(path: input)
-                return
-            }
+            // SIGTERM/SIGINT end either mode cleanly (open events get their stop); SIGHUP reopens the log file.
             let watcher = SignalWatcher { signal in
                 switch signal {
                 case .terminate: pipeline.stop()
                 case .hangup: pipeline.reopenLogFile()
                 }
             }
-            try withExtendedLifetime(watcher) { try pipeline.runLive(paceToRealTime: paceRealtime) }
+            try withExtendedLifetime(watcher) {
+                if let input {
+                    try pipeline.runFile(path: input)
+                } else {
+                    try pipeline.runLive(paceToRealTime: paceRealtime)
+                }
+            }
         }
     }
 }

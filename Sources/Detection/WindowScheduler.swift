@@ -54,6 +54,7 @@ public final class WindowScheduler: @unchecked Sendable {
     private let statsLock = NSLock()
     private var _stats: SchedulerStats
     private var lastSkipLog: Int64? = nil
+    private var cancelled = false
 
     /// Creates a scheduler with windows every `hopSeconds` (rounded to samples, at most one clip).
     public init(detector: Detector, hopSeconds: Double = 1.0, logger: Logger,
@@ -137,6 +138,19 @@ public final class WindowScheduler: @unchecked Sendable {
         try finishStream(ring: ring, lastEnd: lastEnd)
     }
 
+    /// Ends `runFile` early (shutdown): it stops reading, runs the final window and closes open events. Any thread.
+    public func cancel() {
+        statsLock.lock()
+        cancelled = true
+        statsLock.unlock()
+    }
+
+    private var isCancelled: Bool {
+        statsLock.lock()
+        defer { statsLock.unlock() }
+        return cancelled
+    }
+
     /// File mode: every window over the whole file, as fast as possible and without skipping, then closes open events.
     public func runFile(_ reader: AudioFileReader) throws {
         logStart(mode: "file")
@@ -145,7 +159,7 @@ public final class WindowScheduler: @unchecked Sendable {
         let hop = Int64(hopSamples)
         var nextEnd = hop
         var lastEnd: Int64 = 0
-        while true {
+        while !isCancelled {
             let n = try chunk.withUnsafeMutableBufferPointer { try reader.read(into: $0) }
             if n == 0 { break }
             chunk.withUnsafeBufferPointer { ring.write(UnsafeBufferPointer(rebasing: $0[0..<n])) }

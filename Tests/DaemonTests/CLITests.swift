@@ -35,6 +35,22 @@ final class CLITests: XCTestCase {
         try assertFindsAnnotatedEvents(stream: "alarm_speech_48k_stereo", viaStdin: true)
     }
 
+    /// SIGTERM in file mode stops reading, closes open events with their stop lines and exits 0.
+    func testFileModeSigtermClosesOpenEvents() throws {
+        let wav = try Fixtures.require("detector/streams/alarm_speech_48k_stereo.wav")
+        let p = try DaemonProcess(try detectorArguments() + ["--input", wav.path, "--events", "smoke_alarm,speech,siren",
+                                                             "--threshold", "0.6", "--off-threshold", "0.4"], in: dir)
+        XCTAssertTrue(eventually(timeout: 60) { p.stdout.contains("\"type\":\"start\"") }, p.stderr)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 30), 0, p.stderr)
+        XCTAssertEqual(p.process.terminationReason, .exit)
+        let lines = jsonLines(p.stdout)
+        let starts = Set(lines.filter { $0["type"] as? String == "start" }.map { $0["id"] as! Int })
+        let stops = Set(lines.filter { $0["type"] as? String == "stop" }.map { $0["id"] as! Int })
+        XCTAssertFalse(starts.isEmpty)
+        XCTAssertEqual(starts, stops, "every started event got its stop: \(p.stdout)")
+    }
+
     /// The opt-in bfloat16 path still meets the same bar.
     func testBFloat16FileModeFindsAnnotatedEvents() throws {
         guard HTSATModel.supportsBFloat16 else { throw XCTSkip("this CPU has no AVX512-BF16; --bf16 is unavailable") }
