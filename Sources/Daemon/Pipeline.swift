@@ -84,7 +84,6 @@ final class Pipeline: @unchecked Sendable {
     private var logFile: LogFileSink?
     private var socket: UnixSocketSink?
     private let lock = NSLock()
-    private var capture: ALSACapture?
     private var ring: AudioRing?
     private var stopRequested = false
     /// Uptime (ns) of the last sign of progress: a window processed, or capture retrying a lost device.
@@ -196,7 +195,6 @@ final class Pipeline: @unchecked Sendable {
         lock.lock()
         let alreadyStopping = stopRequested
         self.ring = ring
-        self.capture = capture
         lock.unlock()
         if alreadyStopping { ring.close() }
 
