@@ -147,6 +147,12 @@ public final class AudioFileReader {
         sf_close(file)
     }
 
+    /// Ends the stream early (shutdown): a read blocked on a pipe returns, and the reader then reports end of input.
+    /// Any thread. Regular files never block, so they simply stop at the caller's next check.
+    public func cancel() {
+        pipe?.cancel()
+    }
+
     /// Fills `buffer` with the next mono samples at `targetRate`. Returns how many were written;
     /// fewer than `buffer.count` only at the end, 0 once everything was delivered.
     public func read(into buffer: UnsafeMutableBufferPointer<Float>) throws -> Int {
@@ -328,13 +334,24 @@ private final class PipeSource {
     private var position = 0  // libsndfile's logical offset
     private(set) var readError: String?
 
+    /// Read end and write end of the pipe that `cancel()` writes to, so a read blocked on the source wakes up.
+    private var cancelFDs: [Int32] = [-1, -1]
+
     init(fd: Int32) {
         self.fd = fd
         prefix = .allocate(byteCount: prefixCapacity, alignment: 16)
+        if Glibc.pipe(&cancelFDs) != 0 { cancelFDs = [-1, -1] }
     }
 
     deinit {
         prefix.deallocate()
+        for fd in cancelFDs where fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Makes the current and every later read return end of stream. Any thread.
+    func cancel() {
+        var byte: UInt8 = 1
+        _ = Glibc.write(cancelFDs[1], &byte, 1)
     }
 
     /// Opens libsndfile on this source; nil on failure (see sf_strerror(nil) / `readError`).
@@ -358,6 +375,10 @@ private final class PipeSource {
     private func readRaw(_ dst: UnsafeMutableRawPointer, _ count: Int) -> Int {
         var done = 0
         while done < count {
+            // Wait for data or a cancel, so shutdown never hangs on a silent pipe.
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: cancelFDs[0], events: Int16(POLLIN), revents: 0)]
+            _ = retryingEINTR { negativeErrno(Int(poll(&fds, nfds_t(cancelFDs[0] >= 0 ? 2 : 1), -1))) }
+            if fds[1].revents != 0 { break }
             let n = retryingEINTR { negativeErrno(Glibc.read(fd, dst + done, count - done)) }
             if n < 0 {
                 readError = "read failed: \(errnoText(Int32(-n)))"

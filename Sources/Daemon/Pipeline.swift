@@ -93,6 +93,7 @@ final class Pipeline: @unchecked Sendable {
     /// The socket sink's replay slot for the latest status line (event ids count up from 1, so this never clashes).
     private static let statusSlot = UInt64.max
     private var scheduler: WindowScheduler?
+    private var reader: AudioFileReader?
 
     init(config: DaemonConfig, logger: Logger) throws {
         self.config = config
@@ -154,6 +155,7 @@ final class Pipeline: @unchecked Sendable {
         let scheduler = try makeScheduler(clock: EventLineEncoder.clock(origin: started))
         lock.lock()
         self.scheduler = scheduler
+        self.reader = reader
         let stopping = stopRequested
         lock.unlock()
         if stopping { scheduler.cancel() }
@@ -223,11 +225,13 @@ final class Pipeline: @unchecked Sendable {
         stopRequested = true
         let ring = self.ring
         let scheduler = self.scheduler
+        let reader = self.reader
         lock.unlock()
         logger.info("stopping")
         notifier.stopping()
         ring?.close()
         scheduler?.cancel()
+        reader?.cancel()
     }
 
     /// Reopens the log file (SIGHUP, for logrotate).

@@ -51,6 +51,23 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(starts, stops, "every started event got its stop: \(p.stdout)")
     }
 
+    /// SIGTERM while file mode waits on a silent stdin pipe: the read wakes up, open events get their stop, exit 0.
+    func testStdinPipeSigtermDoesNotHang() throws {
+        let wav = try Data(contentsOf: try Fixtures.require("detector/streams/dog_siren_32k.wav"))
+        let pipe = Pipe()
+        let p = try DaemonProcess(try detectorArguments() + ["--input", "-", "--events", "dog_bark",
+                                                             "--threshold", "0.6", "--off-threshold", "0.4"],
+                                  in: dir, stdin: pipe.fileHandleForReading)
+        // 44-byte header + 12 s of 16-bit mono at 32 kHz: the bark at 8 s starts, and the pipe then stays open and silent.
+        pipe.fileHandleForWriting.write(wav.prefix(44 + 12 * 32000 * 2))
+        XCTAssertTrue(eventually(timeout: 60) { p.stdout.contains("\"type\":\"start\"") }, p.stderr)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.stderr)
+        let lines = jsonLines(p.stdout)
+        XCTAssertEqual(lines.map { $0["type"] as! String }, ["start", "stop"], p.stdout)
+        try? pipe.fileHandleForWriting.close()
+    }
+
     /// The opt-in bfloat16 path still meets the same bar.
     func testBFloat16FileModeFindsAnnotatedEvents() throws {
         guard HTSATModel.supportsBFloat16 else { throw XCTSkip("this CPU has no AVX512-BF16; --bf16 is unavailable") }
