@@ -35,8 +35,18 @@ public struct Scores: ParsableCommand {
         try runReportingErrors {
             let model = try modelOptions.load()
             let signal = model.config.signal
-            var samples = try AudioFileReader.readAll(path: input, targetRate: signal.sampleRate)
-            if samples.count > signal.clipSamples { samples.removeSubrange(signal.clipSamples...) }
+            // Decode only the first clip: a long recording is never held in memory whole.
+            let reader = try AudioFileReader(path: input, targetRate: signal.sampleRate)
+            var samples = [Float](repeating: 0, count: signal.clipSamples)
+            var filled = 0
+            while filled < samples.count {
+                let n = try samples.withUnsafeMutableBufferPointer {
+                    try reader.read(into: UnsafeMutableBufferPointer(rebasing: $0[filled...]))
+                }
+                if n == 0 { break }
+                filled += n
+            }
+            samples.removeSubrange(filled...)
             let out = model.infer(samples)
             var json = "{\"clipwise\":"
             appendArray(out.clipwise[...], to: &json)
