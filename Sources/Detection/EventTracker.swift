@@ -37,6 +37,8 @@ public final class EventTracker {
     private var earlyCandidateStart: Double? = nil
     /// An early start line went out and the settled track has not confirmed it yet.
     private var earlyOpen = false
+    /// The early read-out must see the score below `on` before it may announce again.
+    private var earlyNeedsLow = false
     /// End of the last stopped event: an early onset before it belongs to that event's tail.
     private var lastEnd = -Double.infinity
     private var belowSince: Double? = nil
@@ -124,10 +126,21 @@ public final class EventTracker {
     /// duration, unless an event is already open or the onset lies in the last event's tail.
     public func processEarly(cellStart: Double, cellEnd: Double, memberScores: UnsafeBufferPointer<Float>,
                              into events: inout [DetectionEvent]) {
-        guard phase != .active, !earlyOpen else { earlyCandidateStart = nil; return }
+        guard phase != .active, !earlyOpen else {
+            earlyCandidateStart = nil
+            earlyNeedsLow = true
+            return
+        }
         var score: Float = 0
         for s in memberScores where s > score { score = s }
-        guard score >= settings.onThreshold, cellStart >= lastEnd else { earlyCandidateStart = nil; return }
+        guard score >= settings.onThreshold else {
+            earlyCandidateStart = nil
+            earlyNeedsLow = false
+            return
+        }
+        // A score already high when the early read-out resumes (it is suppressed while an event is open) hides its
+        // true onset: leave that event to the settled read-out, which sees the onset.
+        guard !earlyNeedsLow, cellStart >= lastEnd else { earlyCandidateStart = nil; return }
         let onset = earlyCandidateStart ?? cellStart
         earlyCandidateStart = onset
         guard cellEnd - onset >= settings.minDuration - epsilon else { return }
@@ -155,6 +168,7 @@ public final class EventTracker {
         phase = .idle
         earlyOpen = false
         earlyCandidateStart = nil
+        earlyNeedsLow = false
         belowSince = nil
     }
 

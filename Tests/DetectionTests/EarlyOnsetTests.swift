@@ -66,4 +66,19 @@ final class EarlyOnsetTests: XCTestCase {
         XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
         XCTAssertEqual(out[0].event.start, 2.0, accuracy: 1e-9)
     }
+
+    func testSecondEventSoonAfterTheFirstKeepsItsTrueOnset() {
+        // Two bouts 3 s apart. The early read-out (7 s ahead of the settled one) lingers 4 s after each, so it never
+        // drops below `on` between them; while the first event is open it is suppressed, and when it resumes the
+        // score is already high. The second start must come from the settled read-out, with the true onset.
+        let early = segments([(2, 0.1), (2, 0.9), (4, 0.8), (2, 0.9), (4, 0.8), (6, 0.1)])
+        let settled = segments([(2, 0.1), (2, 0.9), (3, 0.1), (2, 0.9), (11, 0.1)])
+        let out = run(early: early, settled: settled, lag: 700)
+        XCTAssertEqual(out.map(\.event.kind), [.start, .stop, .start, .stop], "\(out.map { ($0.event.kind, $0.event.start) })")
+        guard out.count == 4 else { return }
+        XCTAssertEqual(out[0].event.start, 2.0, accuracy: 1e-9)
+        XCTAssertEqual(out[1].event.end!, 4.0, accuracy: 1e-9)
+        XCTAssertEqual(out[2].event.start, 7.0, accuracy: 1e-9, "the second event's onset, not where the early read-out resumed")
+        XCTAssertEqual(out[3].event.end!, 9.0, accuracy: 1e-9)
+    }
 }
