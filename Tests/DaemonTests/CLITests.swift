@@ -218,6 +218,39 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 20), 0, p.stderr)
     }
 
+    /// Live capture through ALSA and file mode over the same audio give the same event lines (but for `time`).
+    func testLiveAndFileModeEmitTheSameEvents() throws {
+        let wav = try Fixtures.require("detector/streams/dog_siren_32k.wav")
+        var samples = try AudioFileReader.readAll(path: wav.path, targetRate: 32000)
+        samples.removeSubrange((20 * 32000)...)
+        let raw = dir.appendingPathComponent("prefix.f32")
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        // Settle 3 s: the bark at 8–10.5 s is started and stopped by about 15 s of stream.
+        let common = try detectorArguments() + ["--events", "dog_bark", "--threshold", "0.6", "--off-threshold", "0.4", "--settle", "3"]
+        let live = try DaemonProcess(common + ["--device", "testin", "--pace-realtime"], in: dir,
+                                     environment: ["ALSA_CONFIG_PATH": conf.path])
+        XCTAssertTrue(eventually(timeout: 40) { live.stdout.contains("\"type\":\"stop\"") }, live.stderr)
+        live.signal(SIGTERM)
+        XCTAssertEqual(live.wait(timeout: 20), 0, live.stderr)
+
+        let wavPrefix = dir.appendingPathComponent("prefix.wav")
+        let header = try Data(contentsOf: wav).prefix(44)
+        try (header + Data(contentsOf: wav).dropFirst(44).prefix(20 * 32000 * 2)).write(to: wavPrefix)
+        let file = try DaemonProcess(common + ["--input", wavPrefix.path], in: dir)
+        XCTAssertEqual(file.wait(timeout: 60), 0, file.stderr)
+
+        func firstEvent(_ text: String) -> [[String: Any]] {
+            Array(jsonLines(text).prefix(2)).map { $0.filter { $0.key != "time" } }
+        }
+        let a = firstEvent(live.stdout), b = firstEvent(file.stdout)
+        XCTAssertEqual(a.map { $0["type"] as? String }, ["start", "stop"], live.stdout)
+        XCTAssertEqual(a.map { NSDictionary(dictionary: $0) }, b.map { NSDictionary(dictionary: $0) },
+                       "live:\n\(live.stdout)\nfile:\n\(file.stdout)")
+    }
+
     func testExitOnDeviceErrorNamesTheDevice() throws {
         let conf = dir.appendingPathComponent("asound.conf")
         try "</usr/share/alsa/alsa.conf>\n".write(to: conf, atomically: true, encoding: .utf8)
