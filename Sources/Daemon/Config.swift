@@ -150,9 +150,11 @@ public struct DaemonConfig: Equatable, Sendable {
     public init() {}
 
     /// The label file: `labels`, or class_labels_indices.csv in the model's directory.
-    public var labelsPath: String {
-        if let labels { return labels }
-        return URL(fileURLWithPath: model).deletingLastPathComponent().appendingPathComponent(Self.labelsFileName).path
+    public var labelsPath: String { labels ?? Self.labelsPath(besideModel: model) }
+
+    /// class_labels_indices.csv in the directory of the checkpoint at `model`.
+    public static func labelsPath(besideModel model: String) -> String {
+        URL(fileURLWithPath: model).deletingLastPathComponent().appendingPathComponent(labelsFileName).path
     }
 
     /// The preset's signal parameters with any overrides applied.

@@ -255,7 +255,7 @@ final class Pipeline: @unchecked Sendable {
 
     private func captureStatusChanged(_ status: CaptureStatus) {
         var fields: [String: Any] = ["type": "status", "device": config.device,
-                                     "time": ISO8601DateFormatter.withMilliseconds.string(from: Date())]
+                                     "time": EventLineEncoder.timestamp(Date())]
         switch status {
         case let .running(device, rate, format, channels):
             logger.info("capturing from '\(device)': \(rate) Hz, \(format), \(channels) channel(s)")
@@ -336,12 +336,3 @@ func cpuSeconds() -> Double {
 
 /// Two decimals, for log lines.
 func fmt(_ x: Double) -> String { String(format: "%.2f", x) }
-
-extension ISO8601DateFormatter {
-    /// UTC with milliseconds, as in event lines.
-    static let withMilliseconds: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
-}

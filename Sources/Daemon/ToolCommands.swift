@@ -91,8 +91,7 @@ public struct Tag: ParsableCommand {
 
     public func run() throws {
         try runReportingErrors {
-            let labelsPath = labels ?? URL(fileURLWithPath: modelOptions.model).deletingLastPathComponent()
-                .appendingPathComponent(DaemonConfig.labelsFileName).path
+            let labelsPath = labels ?? DaemonConfig.labelsPath(besideModel: modelOptions.model)
             let names = try loadLabels(path: labelsPath)
             let model = try modelOptions.load()
             try names.validate(classes: model.config.classes)
@@ -131,8 +130,7 @@ public struct Events: ParsableCommand {
         abstract: "List the built-in event names and their AudioSet labels (any exact AudioSet label works too).")
 
     @Option(help: "AudioSet class_labels_indices.csv.")
-    var labels: String = URL(fileURLWithPath: DaemonConfig.defaultModelPath).deletingLastPathComponent()
-        .appendingPathComponent(DaemonConfig.labelsFileName).path
+    var labels: String = DaemonConfig.labelsPath(besideModel: DaemonConfig.defaultModelPath)
 
     public init() {}
 

@@ -52,7 +52,10 @@ public struct DetectionEvent: Equatable, Sendable {
 /// Turns events into single JSON lines; `clock` maps stream seconds to wall-clock time (file and live modes differ only there).
 public struct EventLineEncoder: Sendable {
     private let clock: @Sendable (Double) -> Date
-    private let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+    private static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+
+    /// `date` as event lines spell `time`: ISO 8601, UTC, milliseconds.
+    public static func timestamp(_ date: Date) -> String { timeStyle.format(date) }
 
     /// Creates an encoder with the stream clock.
     public init(clock: @escaping @Sendable (Double) -> Date) {
@@ -80,7 +83,7 @@ public struct EventLineEncoder: Sendable {
             fields.append(("end", json(rounded(end))))
             fields.append(("duration", json(rounded(end - event.start))))
         }
-        fields.append(("time", json(timeStyle.format(clock(instant)))))
+        fields.append(("time", json(Self.timestamp(clock(instant)))))
         fields.append((event.kind == .start ? "score" : "peak_score", json(rounded(Double(event.score)))))
         let labels = event.labels.map { "{\"label\":\(json($0.label)),\"score\":\(json(rounded(Double($0.score))))}" }
         fields.append(("labels", "[" + labels.joined(separator: ",") + "]"))
