@@ -52,10 +52,7 @@ public struct Run: ParsableCommand {
         if let model { c.model = model }
         if let labels { c.labels = labels }
         if let preset {
-            guard let p = DaemonConfig.Preset(rawValue: preset) else {
-                throw DaemonError("--preset \(preset): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            c.preset = p
+            c.preset = try presetFlag(preset)
         }
         if let device { c.device = device }
         let names = events.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -142,4 +139,12 @@ func makeLogger(level: Logger.Level) -> Logger {
     var logger = Logger(label: "htsatd") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = level
     return logger
+}
+
+/// The `--preset` flag's value, or an error listing the presets.
+func presetFlag(_ name: String) throws -> DaemonConfig.Preset {
+    guard let preset = DaemonConfig.Preset(rawValue: name) else {
+        throw DaemonError("--preset \(name): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return preset
 }

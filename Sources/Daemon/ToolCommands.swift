@@ -12,11 +12,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Inference threads.") var threads: Int = 1
 
     func load() throws -> HTSATModel {
-        guard let p = DaemonConfig.Preset(rawValue: preset) else {
-            throw DaemonError("--preset \(preset): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         var c = DaemonConfig()
-        c.preset = p
+        c.preset = try presetFlag(preset)
         return try loadModel(path: model, signal: c.signal.modelSignal, threads: threads)
     }
 }
