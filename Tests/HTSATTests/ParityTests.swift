@@ -20,6 +20,23 @@ final class ParityTests: XCTestCase {
         try checkParity(checkpoint: "htsat-tiny/htsat-tiny.safetensors")
     }
 
+    /// The layout `main.py weight_average()` writes (the released `HTSAT_AudioSet_Saved_*.ckpt`): only
+    /// `{"state_dict"}`, every tensor float32, the integer buffers included.
+    func testParityFromWeightAveragedCheckpoint() throws {
+        let path = try Fixtures.require("htsat-tiny/htsat-tiny-averaged.ckpt").path
+        let sd = try StateDict.load(contentsOf: path)
+        XCTAssertEqual(sd.dtype(of: "layers.0.blocks.0.attn.relative_position_index"), "float32")
+        try checkParity(checkpoint: "htsat-tiny/htsat-tiny-averaged.ckpt")
+        // And output for output the same as the Lightning checkpoint.
+        let a = try HTSATModel(stateDict: sd)
+        let b = try HTSATModel(stateDict: StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/htsat-tiny.ckpt").path))
+        let golden = try StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/golden/speech.safetensors").path)
+        let wav = Array(try golden.floats("wav"))   // a copy: the buffer lives only as long as `golden`
+        let (x, y) = (a.infer(wav), b.infer(wav))
+        XCTAssertEqual(x.clipwise, y.clipwise)
+        XCTAssertEqual(x.framewise, y.framewise)
+    }
+
     /// Runs every clip through one model (so buffer reuse across clips is exercised) and compares every tap,
     /// twice: from the golden log-mel (the network alone, held to 1e-4) and from the samples (end to end).
     private func checkParity(checkpoint: String) throws {
@@ -184,6 +201,24 @@ final class ParityTests: XCTestCase {
         v["norm.bias"] = nil
         XCTAssertThrowsError(try HTSATModel(stateDict: StateDict(tensors: v, source: "v"))) { error in
             XCTAssertEqual(error as? WeightsError, .missingTensor(key: "norm.bias", file: "v"))
+        }
+
+        // An index buffer stored as float (weight-averaged files) must be integral and equal the recomputed one.
+        var x = ParityTests.officialLayout(embed: 16, depths: [2, 2, 2], heads: [1, 2, 4], classes: 3)
+        let indexKey = "layers.0.blocks.1.attn.relative_position_index"
+        var index: [Float] = []
+        for a in 0..<64 { for b in 0..<64 { index.append(Float((a / 8 - b / 8 + 7) * 15 + (a % 8 - b % 8 + 7))) } }
+        x[indexKey] = ([64, 64], index)
+        XCTAssertNoThrow(try HTSATModel(stateDict: StateDict(tensors: x, source: "x")))
+        index[70] += 0.5
+        x[indexKey] = ([64, 64], index)
+        XCTAssertThrowsError(try HTSATModel(stateDict: StateDict(tensors: x, source: "x"))) { error in
+            XCTAssertTrue("\(error)".contains(indexKey) && "\(error)".contains("not an integer"), "\(error)")
+        }
+        index[70] += 0.5
+        x[indexKey] = ([64, 64], index)
+        XCTAssertThrowsError(try HTSATModel(stateDict: StateDict(tensors: x, source: "x"))) { error in
+            XCTAssertTrue("\(error)".contains(indexKey) && "\(error)".contains("element 70"), "\(error)")
         }
 
         let w = ParityTests.officialLayout(embed: 16, depths: [2, 2, 2], heads: [1, 2, 4], classes: 3)

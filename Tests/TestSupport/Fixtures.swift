@@ -14,12 +14,21 @@ public enum Fixtures {
     }
 
     /// Returns the fixture at `relativePath`, or skips the calling test with a clear message when absent.
+    /// With `HTSATD_REQUIRE_FIXTURES=1` (CI) a missing fixture fails instead, so CI cannot pass by skipping.
     public static func require(_ relativePath: String) throws -> URL {
         let url = root.appendingPathComponent(relativePath)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw XCTSkip("reference fixture \(relativePath) not found under \(root.path): clone with ../shared beside the checkout to run this test")
+            let message = "reference fixture \(relativePath) not found under \(root.path): clone with ../shared beside the checkout to run this test"
+            if ProcessInfo.processInfo.environment["HTSATD_REQUIRE_FIXTURES"] == "1" { throw MissingFixture(message: message) }
+            throw XCTSkip(message)
         }
         return url
+    }
+
+    /// A required fixture that is absent (HTSATD_REQUIRE_FIXTURES=1).
+    public struct MissingFixture: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
     }
 
     /// A fresh temporary directory, removed by the caller's teardown if wanted.

@@ -172,8 +172,9 @@ struct WindowAttention {
     let proj: Linear
     let tables: AttentionTables
 
-    /// `prefix` is `layers.i.blocks.j`; the stored `attn_mask` and `relative_position_index` buffers are used
-    /// when present (as torch's load_state_dict would), otherwise recomputed.
+    /// `prefix` is `layers.i.blocks.j`. `relative_position_index` is recomputed from the window size and checked
+    /// against the stored buffer (int64, or float in weight-averaged files); the stored `attn_mask` is used when
+    /// present (as torch's load_state_dict would), otherwise recomputed.
     init(_ sd: StateDict, _ prefix: String, dim: Int, heads: Int, partition: WindowPartition, padded: Int,
          precision: HTSATPrecision) throws {
         self.dim = dim
@@ -187,17 +188,17 @@ struct WindowAttention {
 
         let tableRows = (2 * w - 1) * (2 * w - 1)
         let table = try sd.floats("\(prefix).attn.relative_position_bias_table", shape: [tableRows, heads])
-        var index = WindowPartition.relativePositionIndex(window: w)
+        let index = WindowPartition.relativePositionIndex(window: w)
         let indexKey = "\(prefix).attn.relative_position_index"
         if let found = sd.shape(of: indexKey) {
             guard found == [n, n] else {
                 throw WeightsError.shapeMismatch(key: indexKey, expected: [n, n], found: found, file: sd.source)
             }
-            let stored = try sd.int64s(indexKey)
-            guard stored.allSatisfy({ $0 >= 0 && $0 < tableRows }) else {
-                throw ModelError.unsupportedArchitecture(detail: "'\(indexKey)' has entries outside [0, \(tableRows))", file: sd.source)
+            let stored = try sd.integers(indexKey)
+            if let i = stored.indices.first(where: { stored[$0] != Int64(index[$0]) }) {
+                throw ModelError.unsupportedArchitecture(
+                    detail: "'\(indexKey)' differs from the index of a \(w)×\(w) window at element \(i) (\(stored[i]), expected \(index[i])): not an HTS-AT checkpoint, or a corrupt one", file: sd.source)
             }
-            index = stored.map { Int($0) }
         }
 
         var mask: [Float]? = nil

@@ -246,6 +246,22 @@ public final class StateDict: @unchecked Sendable {
         }
     }
 
+    /// Integer values of an index buffer, also when stored as float: the official `weight_average()` saves every
+    /// tensor through `.float()`, and torch's `load_state_dict` casts such buffers back. Every value must be integral.
+    public func integers(_ key: String) throws -> [Int64] {
+        if case .floats(let b)? = entries[key] {
+            var out = [Int64](); out.reserveCapacity(b.count)
+            for (i, v) in b.enumerated() {
+                guard v.rounded() == v, abs(v) <= 9.0e15 else {
+                    throw WeightsError.corrupt(file: source, detail: "tensor '\(key)' is an integer buffer stored as float, but element \(i) is \(v), not an integer")
+                }
+                out.append(Int64(v))
+            }
+            return out
+        }
+        return try int64s(key)
+    }
+
     private func entry(_ key: String, _ expected: [Int]?) throws -> Entry {
         guard let e = entries[key], let found = shapes[key] else { throw WeightsError.missingTensor(key: key, file: source) }
         if let expected, expected != found {
