@@ -1,10 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Architecture, dependencies pointing one way:
-//   AudioCapture ─────────────┐
-//   CHTSATKernels ← FrontEnd ← HTSAT ← Detection ← Daemon ← htsatd (executable)
-//   Sinks ─────────────────────────────────────────┘
+// Architecture, dependencies pointing one way (each arrow: "is used by"):
+//   SystemSupport → AudioCapture (capture) ───────────┐
+//   CHTSATKernels → FrontEnd (DSP) → HTSAT (model) ──→ Engine (ring + model + scheduler) ─┐
+//   Detection (pure logic: fusion, tracker, catalogue) ┴→ Sinks (outputs) ────────────────┴→ Daemon → htsatd
 let package = Package(
     name: "htsatd",
     platforms: [.macOS(.v13)],
@@ -24,9 +24,11 @@ let package = Package(
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
+        // One home for system-call plumbing: typed errno, the EINTR retry, the wake-up pipe, SIGPIPE.
+        .target(name: "SystemSupport"),
         // Audio in: ALSA capture, file decoding, resampling, the capture→inference ring buffer.
         .target(name: "AudioCapture", dependencies: [
-            "CALSA", "CSndfile", "CSoxr", .product(name: "Logging", package: "swift-log"),
+            "CALSA", "CSndfile", "CSoxr", "SystemSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         // SIMD kernels of the network (linear layers, attention, LayerNorm, gathers, log-mel) and their thread pool.
         .target(name: "CHTSATKernels"),
@@ -36,15 +38,19 @@ let package = Package(
         .target(name: "HTSAT", dependencies: [
             "FrontEnd", "CHTSATKernels", .product(name: "Logging", package: "swift-log"),
         ]),
-        // Windows, score fusion, event tracking, event catalogue.
-        .target(name: "Detection", dependencies: [
-            "HTSAT", "AudioCapture", .product(name: "Logging", package: "swift-log"),
+        // Pure detection logic: score fusion, event tracker, event catalogue and labels. Imports no model, no capture.
+        .target(name: "Detection"),
+        // Where the ring and the model meet: the window scheduler and the inference adapter.
+        .target(name: "Engine", dependencies: [
+            "AudioCapture", "HTSAT", "Detection", .product(name: "Logging", package: "swift-log"),
         ]),
-        // Event outputs: stdout, Unix socket, log file.
-        .target(name: "Sinks", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        // The daemon and its commands: configuration, pipeline wiring, signals, systemd.
+        // Outputs: typed messages, their one JSON encoding, and the sinks (stdout, Unix socket, log file).
+        .target(name: "Sinks", dependencies: [
+            "Detection", "SystemSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The daemon and its commands: configuration, lifecycle, signals, systemd, benchmark.
         .target(name: "Daemon", dependencies: [
-            "Detection", "Sinks", "AudioCapture", "HTSAT", "CSystemd",
+            "Engine", "Detection", "Sinks", "AudioCapture", "HTSAT", "SystemSupport", "CSystemd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -53,11 +59,12 @@ let package = Package(
         // Fixture lookup shared by the test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "TestSupport"]),
-        .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "TestSupport"]),
-        .testTarget(name: "DetectionTests", dependencies: ["Detection", "HTSAT", "AudioCapture", "TestSupport",
-                                                      .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "SinksTests", dependencies: ["Sinks", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "HTSAT", "AudioCapture", "TestSupport"]),
+        .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "SystemSupport", "TestSupport"]),
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Detection", "HTSAT", "AudioCapture", "Sinks", "TestSupport",
+                                                   .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SinksTests", dependencies: ["Sinks", "Detection", "SystemSupport", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "HTSAT", "AudioCapture", "SystemSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import Synchronization
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -33,7 +34,7 @@ public final class ALSACapture: @unchecked Sendable {
     private let device = Mutex<CaptureStats>(CaptureStats())  // only the setup fields are used
     private let lifecycle = Mutex<Thread?>(nil)
     private let finished = DispatchSemaphore(value: 0)
-    private let stopPipe: (read: Int32, write: Int32)
+    private let stopPipe: WakePipe?
 
     // Capture thread only.
     private var backoff: Double
@@ -48,25 +49,16 @@ public final class ALSACapture: @unchecked Sendable {
         self.logger = logger
         self.onStatus = onStatus
         backoff = config.retryInitial
-        var fds: [Int32] = [-1, -1]
-        if pipe(&fds) == 0 {
-            for fd in fds {
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            }
-        } else {
+        do {
+            stopPipe = try WakePipe()
+        } catch {
             // Without the pipe stop() still works, only less promptly (poll timeouts).
-            Logger(label: logger.label).error("audio capture: pipe failed: \(errnoText(errno)); stop() may take up to 1 s")
-            fds = [-1, -1]
+            Logger(label: logger.label).error("audio capture: pipe failed: \(error); stop() may take up to 1 s")
+            stopPipe = nil
         }
-        stopPipe = (fds[0], fds[1])
     }
 
-    deinit {
-        stop()
-        if stopPipe.read >= 0 { Glibc.close(stopPipe.read) }
-        if stopPipe.write >= 0 { Glibc.close(stopPipe.write) }
-    }
+    deinit { stop() }
 
     /// Counters and the negotiated device setup.
     public var stats: CaptureStats {
@@ -107,10 +99,7 @@ public final class ALSACapture: @unchecked Sendable {
         }
         guard let thread else { return }
         stopRequested.store(true, ordering: .sequentiallyConsistent)
-        if stopPipe.write >= 0 {
-            var byte: UInt8 = 1
-            _ = Glibc.write(stopPipe.write, &byte, 1)
-        }
+        stopPipe?.wake()
         if Thread.current != thread { finished.wait() }
     }
 
@@ -125,7 +114,7 @@ public final class ALSACapture: @unchecked Sendable {
 
         while !shouldStop {
             do {
-                let stream = try PCMStream(config: config, stopFD: stopPipe.read)
+                let stream = try PCMStream(config: config, stopFD: stopPipe?.readFD ?? -1)
                 defer { publish(nil) }
                 opens += 1
                 if opens > 1 { reconnects.add(1, ordering: .relaxed) }
@@ -242,26 +231,21 @@ public final class ALSACapture: @unchecked Sendable {
 
     /// Sleeps up to `seconds`; true if stop was requested meanwhile.
     private func waitForStop(seconds: Double) -> Bool {
-        guard stopPipe.read >= 0 else {
+        guard let stopPipe else {
             usleep(UInt32(min(seconds, 1) * 1e6))
             return shouldStop
         }
-        var fd = pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9)
         while !shouldStop {
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= deadline { break }
             let ms = Int32(min((deadline - now + 999_999) / 1_000_000, 1000))
-            _ = retryingEINTR { negativeErrno(Int(poll(&fd, 1, ms))) }
+            _ = stopPipe.wait(milliseconds: ms)
         }
         return shouldStop
     }
 
-    private func drainStopPipe() {
-        guard stopPipe.read >= 0 else { return }
-        var byte: UInt8 = 0
-        while Glibc.read(stopPipe.read, &byte, 1) == 1 {}
-    }
+    private func drainStopPipe() { stopPipe?.drain() }
 
     private func publish(_ stream: PCMStream?) {
         device.withLock { stats in

@@ -1,4 +1,5 @@
 import CSndfile
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -334,24 +335,21 @@ private final class PipeSource {
     private var position = 0  // libsndfile's logical offset
     private(set) var readError: String?
 
-    /// Read end and write end of the pipe that `cancel()` writes to, so a read blocked on the source wakes up.
-    private var cancelFDs: [Int32] = [-1, -1]
+    /// Woken by `cancel()`, so a read blocked on the source returns.
+    private let cancelPipe = try? WakePipe()
 
     init(fd: Int32) {
         self.fd = fd
         prefix = .allocate(byteCount: prefixCapacity, alignment: 16)
-        if Glibc.pipe(&cancelFDs) != 0 { cancelFDs = [-1, -1] }
     }
 
     deinit {
         prefix.deallocate()
-        for fd in cancelFDs where fd >= 0 { Glibc.close(fd) }
     }
 
     /// Makes the current and every later read return end of stream. Any thread.
     func cancel() {
-        var byte: UInt8 = 1
-        _ = Glibc.write(cancelFDs[1], &byte, 1)
+        cancelPipe?.wake()
     }
 
     /// Opens libsndfile on this source; nil on failure (see sf_strerror(nil) / `readError`).
@@ -376,12 +374,12 @@ private final class PipeSource {
         var done = 0
         while done < count {
             // Wait for data or a cancel, so shutdown never hangs on a silent pipe.
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: cancelFDs[0], events: Int16(POLLIN), revents: 0)]
-            _ = retryingEINTR { negativeErrno(Int(poll(&fds, nfds_t(cancelFDs[0] >= 0 ? 2 : 1), -1))) }
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: cancelPipe?.readFD ?? -1, events: Int16(POLLIN), revents: 0)]
+            _ = posixCall { poll(&fds, 2, -1) }  // a negative fd is ignored by poll
             if fds[1].revents != 0 { break }
             let n = retryingEINTR { negativeErrno(Glibc.read(fd, dst + done, count - done)) }
             if n < 0 {
-                readError = "read failed: \(errnoText(Int32(-n)))"
+                readError = "read failed: \(Errno(Int32(-n)))"
                 break
             }
             if n == 0 { break }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Sinks
+import SystemSupport
 
 /// The daemon: live ALSA capture (or `--input FILE`) to start/stop event lines. The root command's default.
 public struct Run: ParsableCommand {
@@ -100,22 +100,8 @@ public struct Run: ParsableCommand {
         try runReportingErrors {
             let config = try effectiveConfig()
             let logger = makeLogger(level: config.logLevel)
-            SignalWatcher.ignoreSIGPIPE()
-            let pipeline = try Pipeline(config: config, logger: logger)
-            // SIGTERM/SIGINT end either mode cleanly (open events get their stop); SIGHUP reopens the log file.
-            let watcher = SignalWatcher { signal in
-                switch signal {
-                case .terminate: pipeline.stop()
-                case .hangup: pipeline.reopenLogFile()
-                }
-            }
-            try withExtendedLifetime(watcher) {
-                if let input {
-                    try pipeline.runFile(path: input)
-                } else {
-                    try pipeline.runLive(paceToRealTime: paceRealtime)
-                }
-            }
+            ignoreSIGPIPE()
+            try DaemonRun(config: config, logger: logger).run(input: input, paceToRealTime: paceRealtime)
         }
     }
 }

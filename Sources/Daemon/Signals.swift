@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,18 +16,11 @@ public final class SignalWatcher {
     /// The signals the daemon reacts to.
     public enum Signal { case terminate(Int32), hangup }
 
-    /// Ignores SIGPIPE so a vanished reader surfaces as EPIPE, not as death.
-    public static func ignoreSIGPIPE() {
-        signal(SIGPIPE, SIG_IGN)
-    }
-
     /// Installs the handlers and starts the thread that calls `handler` for each signal.
     public init(handler: @escaping (Signal) -> Void) {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { fatalError("pipe failed: \(String(cString: strerror(errno)))") }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        signalPipeWriteEnd = fds[1]
-        let readEnd = fds[0]
+        guard let pipe = try? WakePipe() else { fatalError("htsatd: cannot create the signal pipe: \(Errno.current)") }
+        self.pipe = pipe
+        signalPipeWriteEnd = pipe.writeFD
         for sig in [SIGTERM, SIGINT, SIGHUP] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { sig in
@@ -40,15 +34,14 @@ public final class SignalWatcher {
             sigaction(sig, &action, nil)
         }
         let thread = Thread {
-            var byte: UInt8 = 0
             while true {
-                let n = read(readEnd, &byte, 1)
-                if n < 0 && errno == EINTR { continue }
-                guard n == 1 else { return }
-                handler(Int32(byte) == SIGHUP ? .hangup : .terminate(Int32(byte)))
+                guard pipe.wait(milliseconds: -1) else { continue }
+                pipe.drain { byte in handler(Int32(byte) == SIGHUP ? .hangup : .terminate(Int32(byte))) }
             }
         }
         thread.name = "htsatd-signals"
         thread.start()
     }
+
+    private let pipe: WakePipe
 }

@@ -3,6 +3,7 @@ import AudioCapture
 import Detection
 import Foundation
 import HTSAT
+import Sinks
 
 /// Options shared by the commands that load a model.
 struct ModelOptions: ParsableArguments {
@@ -45,33 +46,23 @@ public struct Scores: ParsableCommand {
             }
             samples.removeSubrange(filled...)
             let out = model.infer(samples)
-            var json = "{\"clipwise\":"
-            appendArray(out.clipwise[...], to: &json)
-            json += ",\"framewise\":["
             let c = model.config.classes
-            for f in 0..<model.config.framewiseFrames {
-                if f > 0 { json += "," }
-                appendArray(out.framewise[f * c..<(f + 1) * c], to: &json)
-            }
-            json += "],\"latent\":"
-            appendArray(out.latent[...], to: &json)
-            json += ",\"sample_rate\":\(signal.sampleRate),\"samples\":\(samples.count)}\n"
-            FileHandle.standardOutput.write(Data(json.utf8))
+            let report = ScoresReport(
+                clipwise: out.clipwise.map(finite),
+                framewise: (0..<model.config.framewiseFrames).map { f in out.framewise[f * c..<(f + 1) * c].map(finite) },
+                latent: out.latent.map(finite), sample_rate: signal.sampleRate, samples: samples.count)
+            FileHandle.standardOutput.write(Data((LineEncoder.encode(report) + "\n").utf8))
         }
     }
 }
 
-/// Appends `[a,b,…]` with each float's shortest round-trip spelling.
-private func appendArray(_ values: ArraySlice<Float>, to out: inout String) {
-    out += "["
-    var first = true
-    for v in values {
-        if !first { out += "," }
-        first = false
-        out += v.isFinite ? v.description : "null"
-    }
-    out += "]"
+/// `scores` output: the model's outputs as it gives them (non-finite values as null).
+private struct ScoresReport: Encodable {
+    let clipwise: [Float?], framewise: [[Float?]], latent: [Float?]
+    let sample_rate: Int, samples: Int
 }
+
+private func finite(_ v: Float) -> Float? { v.isFinite ? v : nil }
 
 /// `htsatd tag`: the top labels of every 10-s window of one or more files.
 public struct Tag: ParsableCommand {
@@ -104,12 +95,9 @@ public struct Tag: ParsableCommand {
                     let best = output.clipwise.indices.sorted { output.clipwise[$0] > output.clipwise[$1] }.prefix(max(1, top))
                     let from = Double(start) / rate, to = Double(end) / rate
                     if json {
-                        let object: [String: Any] = [
-                            "file": file, "start": from, "end": to,
-                            "labels": best.map { ["label": names.names[$0], "score": Double(output.clipwise[$0])] },
-                        ]
-                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-                        print(String(decoding: data, as: UTF8.self))
+                        print(LineEncoder.encode(TagWindow(
+                            file: file, start: from, end: to,
+                            labels: best.map { TagWindow.Label(label: names.names[$0], score: Double(output.clipwise[$0])) })))
                     } else {
                         let text = best.map { "\(names.names[$0]) \(String(format: "%.3f", output.clipwise[$0]))" }
                         print("\(file) [\(String(format: "%.1f", from))-\(String(format: "%.1f", to)) s]  \(text.joined(separator: ", "))")
@@ -119,6 +107,12 @@ public struct Tag: ParsableCommand {
             }
         }
     }
+}
+
+/// One `tag --json` line: a window of a file and its top labels.
+private struct TagWindow: Encodable {
+    struct Label: Encodable { let label: String; let score: Double }
+    let file: String, start: Double, end: Double, labels: [Label]
 }
 
 /// `htsatd events`: every event name the daemon accepts, with its AudioSet labels.

@@ -1,5 +1,3 @@
-import Foundation
-
 /// One member label's score within an event.
 public struct LabelScore: Equatable, Sendable {
     /// AudioSet display name.
@@ -49,56 +47,3 @@ public struct DetectionEvent: Equatable, Sendable {
     public var duration: Double? { end.map { $0 - start } }
 }
 
-/// Turns events into single JSON lines; `clock` maps stream seconds to wall-clock time (file and live modes differ only there).
-public struct EventLineEncoder: Sendable {
-    private let clock: @Sendable (Double) -> Date
-    private static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
-
-    /// `date` as event lines spell `time`: ISO 8601, UTC, milliseconds.
-    public static func timestamp(_ date: Date) -> String { timeStyle.format(date) }
-
-    /// Creates an encoder with the stream clock.
-    public init(clock: @escaping @Sendable (Double) -> Date) {
-        self.clock = clock
-    }
-
-    /// A clock for a stream that began at `origin`.
-    public static func clock(origin: Date) -> @Sendable (Double) -> Date {
-        { origin.addingTimeInterval($0) }
-    }
-
-    /// The event as one JSON object without a trailing newline. `time` is the start (start lines) or end (stop lines).
-    ///
-    /// Keys come in a fixed, readable order (`type` first); every value is written by JSONEncoder, so strings are
-    /// escaped properly.
-    public func line(for event: DetectionEvent) -> String {
-        let instant = rounded(event.kind == .start ? event.start : (event.end ?? event.start))
-        var fields: [(String, String)] = [
-            ("type", json(event.kind.rawValue)),
-            ("event", json(event.event)),
-            ("id", json(event.id)),
-            ("start", json(rounded(event.start))),
-        ]
-        if event.kind == .stop, let end = event.end {
-            fields.append(("end", json(rounded(end))))
-            fields.append(("duration", json(rounded(end - event.start))))
-        }
-        fields.append(("time", json(Self.timestamp(clock(instant)))))
-        fields.append((event.kind == .start ? "score" : "peak_score", json(rounded(Double(event.score)))))
-        let labels = event.labels.map { "{\"label\":\(json($0.label)),\"score\":\(json(rounded(Double($0.score))))}" }
-        fields.append(("labels", "[" + labels.joined(separator: ",") + "]"))
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-    }
-
-    /// One JSON value, written by JSONEncoder.
-    private func json<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        // Strings, integers and finite doubles always encode; a non-finite double becomes null.
-        guard let data = try? encoder.encode(value) else { return "null" }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    /// Three decimals: millisecond times, and scores to 0.001.
-    private func rounded(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
-}

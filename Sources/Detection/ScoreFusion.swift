@@ -1,5 +1,3 @@
-import HTSAT
-
 /// Where an inference window's framewise outputs sit in the stream.
 public struct WindowGeometry: Equatable, Sendable {
     /// Stream sample rate (Hz).
@@ -17,12 +15,6 @@ public struct WindowGeometry: Equatable, Sendable {
         self.clipSamples = clipSamples
         self.stftHop = stftHop
         self.frames = frames
-    }
-
-    /// The geometry of an HTS-AT model's windows.
-    public init(config: HTSATConfig) {
-        self.init(sampleRate: config.signal.sampleRate, clipSamples: config.signal.clipSamples,
-                  stftHop: config.signal.hopSize, frames: config.framewiseFrames)
     }
 
     /// STFT frames of one clip (centred STFT): T = clip / hop + 1.

@@ -1,12 +1,15 @@
 import Foundation
 import Glibc
 import Logging
+import SystemSupport
 
 /// Appends each event line to a file (O_APPEND, created with mode 0640 minus the umask).
 ///
 /// Each line goes out in a single write(2) on an O_APPEND fd, so lines from several writers never
 /// interleave, and nothing is buffered in user space. `reopen()` supports logrotate: call it on SIGHUP.
-public final class LogFileSink: EventSink, @unchecked Sendable {
+public final class LogFileSink: Sink, @unchecked Sendable {
+    /// Event lines only: the file is an event log.
+    public let accepts: Set<OutputMessage.Kind> = [.event]
     /// The file path, reopened by `reopen()`.
     public let path: String
     private let logger: Logger
@@ -23,8 +26,12 @@ public final class LogFileSink: EventSink, @unchecked Sendable {
 
     private static func openForAppend(_ path: String) throws -> Int32 {
         // O_NONBLOCK only so that opening a FIFO without a reader fails instead of hanging.
-        let fd = retryingEINTR { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, mode_t(0o640)) }
-        guard fd >= 0 else { throw SinkError.cannotOpenLogFile(path: path, errno: errno) }
+        let opened = posixCall { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, mode_t(0o640)) }
+        let fd: Int32
+        switch opened {
+        case .success(let n): fd = Int32(n)
+        case .failure(let e): throw SinkError.cannotOpenLogFile(path: path, errno: e)
+        }
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
         return fd
@@ -50,18 +57,19 @@ public final class LogFileSink: EventSink, @unchecked Sendable {
         return !wasClosed
     }
 
-    public func publish(_ message: SinkMessage) {
+    public func publish(_ message: EncodedMessage) {
         lock.lock()
         defer { lock.unlock() }
         guard fd >= 0 else { return }
-        let code = writeLine(fd, message.line, buffer: &buffer)
-        if code == 0 {
+        guard let error = writeLine(fd, message.line, buffer: &buffer) else {
             failing = false
-        } else if !failing {
+            return
+        }
+        if !failing {
             // Log the first failure of a run only (a full disk would otherwise flood the journal).
             failing = true
             logger.error("writing an event to the log file failed; events are dropped until writes succeed again",
-                         metadata: ["path": "\(path)", "error": "\(errnoText(code))"])
+                         metadata: ["path": "\(path)", "error": "\(error)"])
         }
     }
 

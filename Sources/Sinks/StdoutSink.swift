@@ -1,14 +1,17 @@
 import Foundation
 import Glibc
 import Logging
+import SystemSupport
 
 /// Writes each event line to standard output (or another fd) with write(2), one line per call, unbuffered.
 ///
-/// The daemon MUST ignore SIGPIPE (call `StdoutSink.ignoreSIGPIPE()` at start-up): otherwise a reader
+/// The daemon MUST ignore SIGPIPE (`ignoreSIGPIPE()` at start-up): otherwise a reader
 /// that goes away (`htsatd | head`) kills the process before this sink can see EPIPE. With SIGPIPE
 /// ignored, EPIPE is logged once and the sink disables itself. Nothing else in the process should
 /// write to the same fd through stdio buffers, or lines may interleave.
-public final class StdoutSink: EventSink, @unchecked Sendable {
+public final class StdoutSink: Sink, @unchecked Sendable {
+    /// Event lines only: stdout is the event stream.
+    public let accepts: Set<OutputMessage.Kind> = [.event]
     private let fd: Int32
     private let logger: Logger
     private let lock = NSLock()
@@ -29,25 +32,21 @@ public final class StdoutSink: EventSink, @unchecked Sendable {
         return disabled
     }
 
-    /// Ignores SIGPIPE process-wide so writes to a vanished reader fail with EPIPE instead of killing the daemon.
-    public static func ignoreSIGPIPE() {
-        signal(SIGPIPE, SIG_IGN)
-    }
-
-    public func publish(_ message: SinkMessage) {
+    public func publish(_ message: EncodedMessage) {
         lock.lock()
         defer { lock.unlock() }
         guard !disabled else { return }
-        let code = writeLine(fd, message.line, buffer: &buffer)
-        if code == 0 {
+        guard let error = writeLine(fd, message.line, buffer: &buffer) else {
             failing = false
-        } else if code == EPIPE {
+            return
+        }
+        if error.code == EPIPE {
             disabled = true
             logger.warning("stdout reader has gone away (EPIPE); no more events are written to stdout", metadata: ["fd": "\(fd)"])
         } else if !failing {
             // Log the first failure of a run only, so a stuck stdout cannot flood the journal.
             failing = true
-            logger.error("writing an event to stdout failed; the event was dropped", metadata: ["fd": "\(fd)", "error": "\(errnoText(code))"])
+            logger.error("writing an event to stdout failed; the event was dropped", metadata: ["fd": "\(fd)", "error": "\(error)"])
         }
     }
 

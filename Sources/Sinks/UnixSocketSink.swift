@@ -1,16 +1,19 @@
 import Foundation
 import Glibc
 import Logging
+import SystemSupport
 
 /// Serves event lines to any number of clients on a Unix stream socket.
 ///
-/// A new client first receives the lines of the events still open (in the order they opened),
-/// then every later line. One thread runs a poll(2) loop and does all socket I/O; `publish`
+/// A new client first receives the replay state: the latest status line, then the start lines of the events still
+/// open (in the order they opened); then every later line. One thread runs a poll(2) loop and does all socket I/O; `publish`
 /// only appends to per-client backlogs under a lock and wakes that thread through a pipe, so it
 /// never blocks on the network. A client whose backlog exceeds `maxClientBacklog` bytes (it stopped
 /// reading) is dropped. Data sent by clients is read and ignored; a client may shut down its
 /// write side and keep reading. `close()` must be called: it stops the thread and removes the socket file.
-public final class UnixSocketSink: EventSink, @unchecked Sendable {
+public final class UnixSocketSink: Sink, @unchecked Sendable {
+    /// Events and device status.
+    public let accepts: Set<OutputMessage.Kind> = [.event, .status]
     /// The socket file path.
     public let path: String
     /// Bytes a client may fall behind before it is dropped.
@@ -42,12 +45,13 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     private let listenFD: Int32
-    private let wakeRead: Int32
-    private let wakeWrite: Int32
+    private let wake: WakePipe
     private let socketDevice: UInt64
     private let socketInode: UInt64
     private var clients: [Client] = []
-    private var openEvents: [(id: UInt64, line: String)] = []
+    /// Replay state for clients that connect later.
+    private var latestStatus: String?
+    private var openEvents: [(id: Int, line: String)] = []
     private var warnedOpenEventOverflow = false
     private var wakePending = false
     private var stopping = false
@@ -61,22 +65,16 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         self.maxClientBacklog = max(1, maxClientBacklog)
         self.logger = logger
         let (listenFD, device, inode) = try Self.listen(at: path, mode: mode, group: group)
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else {
-            let code = errno
+        do {
+            wake = try WakePipe()
+        } catch {
             Glibc.close(listenFD)
             unlink(path)
-            throw SinkError.system(path: path, call: "pipe", errno: code)
-        }
-        for fd in pipeFDs {
-            setCloseOnExec(fd)
-            _ = addStatusFlags(fd, O_NONBLOCK)
+            throw SinkError.system(path: path, call: "pipe", errno: error as? Errno ?? Errno(EIO))
         }
         self.listenFD = listenFD
         self.socketDevice = device
         self.socketInode = inode
-        self.wakeRead = pipeFDs[0]
-        self.wakeWrite = pipeFDs[1]
         let thread = Thread { [self] in self.run() }
         thread.name = "htsatd-events-socket"
         thread.start()
@@ -90,20 +88,20 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         return clients.reduce(0) { $0 + ($1.dropReason == nil ? 1 : 0) }
     }
 
-    public func publish(_ message: SinkMessage) {
+    public func publish(_ message: EncodedMessage) {
         lock.lock()
         guard !stopping else {
             lock.unlock()
             return
         }
-        rememberOpenEvents(message)
+        remember(message)
         for client in clients where client.dropReason == nil {
             enqueue(message.line, to: client)
         }
         let wake = !clients.isEmpty && !wakePending
         if wake { wakePending = true }
         lock.unlock()
-        if wake { poke() }
+        if wake { self.wake.wake() }
     }
 
     public func close() {
@@ -112,7 +110,7 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         stopping = true
         lock.unlock()
         guard !alreadyStopping else { return }
-        poke()
+        wake.wake()
         finished.wait()
         // The poll thread has exited; the lock still guards `clients` against clientCount readers.
         lock.lock()
@@ -120,8 +118,6 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         clients.removeAll()
         lock.unlock()
         Glibc.close(listenFD)
-        Glibc.close(wakeRead)
-        Glibc.close(wakeWrite)
         // Remove the file only if it is still ours (not one a newer instance created).
         var st = stat()
         if lstat(path, &st) == 0 && UInt64(st.st_dev) == socketDevice && UInt64(st.st_ino) == socketInode {
@@ -132,23 +128,25 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
 
     // MARK: - Publishing (under lock)
 
-    private func rememberOpenEvents(_ message: SinkMessage) {
-        if let id = message.closes, id != message.opens {
-            openEvents.removeAll { $0.id == id }
-        }
-        guard let id = message.opens else { return }
-        if let index = openEvents.firstIndex(where: { $0.id == id }) {
-            openEvents[index].line = message.line
-            return
-        }
-        if openEvents.count >= Self.maxOpenEvents {
-            openEvents.removeFirst()
-            if !warnedOpenEventOverflow {
-                warnedOpenEventOverflow = true
-                logger.warning("too many open events; forgetting the oldest for late socket clients", metadata: ["limit": "\(Self.maxOpenEvents)"])
+    /// Keeps the replay state: the latest status, and the start lines of open events.
+    private func remember(_ message: EncodedMessage) {
+        switch message.message {
+        case .status:
+            latestStatus = message.line
+        case .event(let e) where e.event.kind == .start:
+            if openEvents.count >= Self.maxOpenEvents {
+                openEvents.removeFirst()
+                if !warnedOpenEventOverflow {
+                    warnedOpenEventOverflow = true
+                    logger.warning("too many open events; forgetting the oldest for late socket clients", metadata: ["limit": "\(Self.maxOpenEvents)"])
+                }
             }
+            openEvents.append((e.event.id, message.line))
+        case .event(let e):
+            openEvents.removeAll { $0.id == e.event.id }
+        case .stats:
+            break
         }
-        openEvents.append((id, message.line))
     }
 
     private func enqueue(_ line: String, to client: Client) {
@@ -160,12 +158,6 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         }
         client.pending.append(contentsOf: line.utf8)
         client.pending.append(0x0A)
-    }
-
-    /// Wakes the poll thread; a full pipe already means a wake-up is pending.
-    private func poke() {
-        var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)
     }
 
     // MARK: - Poll thread
@@ -184,7 +176,7 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
             wakePending = false
             fds.removeAll(keepingCapacity: true)
             polled.removeAll(keepingCapacity: true)
-            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
             for client in clients {
                 var events: Int32 = client.readClosed ? 0 : POLLIN
@@ -194,12 +186,12 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
             }
             lock.unlock()
 
-            if retryingEINTR({ poll(&fds, nfds_t(fds.count), -1) }) < 0 {
-                logger.error("poll on event socket failed", metadata: ["error": "\(errnoText(errno))"])
+            if case .failure(let error) = posixCall({ poll(&fds, nfds_t(fds.count), -1) }) {
+                logger.error("poll on event socket failed", metadata: ["error": "\(error)"])
                 usleep(100_000)
                 continue
             }
-            if fds[0].revents != 0 { drainWakePipe(&scratch) }
+            if fds[0].revents != 0 { wake.drain() }
             if fds[1].revents != 0 { acceptClients() }
 
             lock.lock()
@@ -226,26 +218,25 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
         finished.signal()
     }
 
-    private func drainWakePipe(_ scratch: inout [UInt8]) {
-        while scratch.withUnsafeMutableBytes({ read(wakeRead, $0.baseAddress, $0.count) }) > 0 {}
-    }
-
     private func acceptClients() {
         while true {
-            let fd = retryingEINTR { accept(listenFD, nil, nil) }
-            if fd < 0 {
-                let code = errno
+            let accepted = posixCall { accept(listenFD, nil, nil) }
+            guard case .success(let n) = accepted else {
+                guard case .failure(let error) = accepted else { return }
+                let code = error.code
                 if code == EAGAIN || code == EWOULDBLOCK { return }
                 if code == ECONNABORTED { continue }
-                logger.error("accepting an event socket client failed", metadata: ["path": "\(path)", "error": "\(errnoText(code))"])
+                logger.error("accepting an event socket client failed", metadata: ["path": "\(path)", "error": "\(error)"])
                 // Out of fds: the listener stays readable, so back off instead of spinning.
                 if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM { usleep(100_000) }
                 return
             }
-            setCloseOnExec(fd)
-            _ = addStatusFlags(fd, O_NONBLOCK)
+            let fd = Int32(n)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            addStatusFlags(fd, O_NONBLOCK)
             let client = Client(fd: fd, pid: Self.peerPID(fd))
             lock.lock()
+            if let latestStatus { enqueue(latestStatus, to: client) }
             for event in openEvents { enqueue(event.line, to: client) }
             clients.append(client)
             let total = clients.count
@@ -271,33 +262,34 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
 
     /// Reads and discards what a client sent (under lock); notes EOF and errors.
     private func readAndIgnore(_ client: Client, _ scratch: inout [UInt8]) {
-        let n = retryingEINTR { scratch.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }
-        if n == 0 {
+        switch posixCall({ scratch.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }) {
+        case .success(0):
             client.readClosed = true  // half-closed: it may still be reading; POLLHUP will tell when it is gone
-        } else if n < 0 {
-            let code = errno
-            if code != EAGAIN && code != EWOULDBLOCK { client.dropReason = "reading from it failed: \(errnoText(code))" }
+        case .success:
+            break
+        case .failure(let error):
+            if error.code != EAGAIN && error.code != EWOULDBLOCK { client.dropReason = "reading from it failed: \(error)" }
         }
     }
 
     /// Writes as much of a client's backlog as the socket takes without blocking (under lock).
     private func flush(_ client: Client) {
         while client.backlog > 0 {
-            let n = retryingEINTR {
+            let sent = posixCall {
                 client.pending.withUnsafeBytes {
                     send(client.fd, $0.baseAddress! + client.sent, client.backlog, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
                 }
             }
-            if n > 0 {
+            if case .success(let n) = sent, n > 0 {
                 client.sent += n
                 continue
             }
-            let code = errno
-            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) { break }
-            if code == EPIPE || code == ECONNRESET {
+            let error = { if case .failure(let e) = sent { return e }; return Errno(EIO) }()
+            if error.code == EAGAIN || error.code == EWOULDBLOCK { break }
+            if error.code == EPIPE || error.code == ECONNRESET {
                 client.dropReason = "it hung up"
             } else {
-                client.dropReason = "writing to it failed: \(errnoText(code))"
+                client.dropReason = "writing to it failed: \(error)"
                 client.dropIsTrouble = true
             }
             return
@@ -339,7 +331,7 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
 
     private static func newSocket(_ path: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw SinkError.system(path: path, call: "socket", errno: errno) }
+        guard fd >= 0 else { throw SinkError.system(path: path, call: "socket", errno: .current) }
         return fd
     }
 
@@ -350,22 +342,22 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
             let code = errno
             if code == ENOENT { return }
             if code == ENOTDIR { throw SinkError.socketDirectoryMissing(path: path) }
-            throw SinkError.system(path: path, call: "lstat", errno: code)
+            throw SinkError.system(path: path, call: "lstat", errno: Errno(code))
         }
         guard st.st_mode & S_IFMT == S_IFSOCK else { throw SinkError.notASocket(path: path) }
         let probe = try newSocket(path)
         defer { Glibc.close(probe) }
         var probeAddr = addr
-        let result = retryingEINTR {
+        let result = posixCall {
             withUnsafePointer(to: &probeAddr) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) }
             }
         }
-        let code = errno
+        let code: Int32 = { if case .failure(let e) = result { return e.code }; return 0 }()
         // A non-blocking connect to a listener with a full queue gives EAGAIN: still somebody there.
-        if result == 0 || code == EAGAIN || code == EINPROGRESS { throw SinkError.alreadyServing(path: path) }
-        guard code == ECONNREFUSED else { throw SinkError.system(path: path, call: "connect (probing the existing socket)", errno: code) }
-        guard unlink(path) == 0 || errno == ENOENT else { throw SinkError.system(path: path, call: "unlink (stale socket)", errno: errno) }
+        if code == 0 || code == EAGAIN || code == EINPROGRESS { throw SinkError.alreadyServing(path: path) }
+        guard code == ECONNREFUSED else { throw SinkError.system(path: path, call: "connect (probing the existing socket)", errno: Errno(code)) }
+        guard unlink(path) == 0 || errno == ENOENT else { throw SinkError.system(path: path, call: "unlink (stale socket)", errno: .current) }
     }
 
     /// Creates, binds, chmods and listens; returns the listening fd and the socket file's identity.
@@ -383,18 +375,18 @@ public final class UnixSocketSink: EventSink, @unchecked Sendable {
                 switch code {
                 case ENOENT, ENOTDIR: throw SinkError.socketDirectoryMissing(path: path)
                 case EADDRINUSE: throw SinkError.alreadyServing(path: path)  // someone bound it between our check and now
-                default: throw SinkError.system(path: path, call: "bind", errno: code)
+                default: throw SinkError.system(path: path, call: "bind", errno: Errno(code))
                 }
             }
             bound = true
             // chmod before listen(): nobody can connect until then, so no window with the wrong mode.
-            guard chmod(path, mode) == 0 else { throw SinkError.system(path: path, call: "chmod", errno: errno) }
+            guard chmod(path, mode) == 0 else { throw SinkError.system(path: path, call: "chmod", errno: .current) }
             if let group, chown(path, uid_t.max, group) != 0 {
-                throw SinkError.system(path: path, call: "chown to group \(group)", errno: errno)
+                throw SinkError.system(path: path, call: "chown to group \(group)", errno: .current)
             }
             var st = stat()
-            guard lstat(path, &st) == 0 else { throw SinkError.system(path: path, call: "lstat", errno: errno) }
-            guard Glibc.listen(fd, 64) == 0 else { throw SinkError.system(path: path, call: "listen", errno: errno) }
+            guard lstat(path, &st) == 0 else { throw SinkError.system(path: path, call: "lstat", errno: .current) }
+            guard Glibc.listen(fd, 64) == 0 else { throw SinkError.system(path: path, call: "listen", errno: .current) }
             return (fd, UInt64(st.st_dev), UInt64(st.st_ino))
         } catch {
             Glibc.close(fd)

@@ -1,4 +1,5 @@
 import Detection
+import TestSupport
 import XCTest
 
 /// Synthetic score tracks on a 10 ms grid through one tracker.
@@ -124,7 +125,3 @@ final class EventTrackerTests: XCTestCase {
     }
 }
 
-func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.count, b.count, "\(a) vs \(b)", file: file, line: line)
-    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, "\(a) vs \(b)", file: file, line: line) }
-}

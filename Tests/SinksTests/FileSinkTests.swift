@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Logging
 import Sinks
+import SystemSupport
+import Detection
 import XCTest
 
 final class LogFileSinkTests: XCTestCase {
@@ -23,11 +25,11 @@ final class LogFileSinkTests: XCTestCase {
 
     func testAppendsOneLinePerEventWithMode0640() throws {
         let sink = try LogFileSink(path: logPath, logger: logs.logger())
-        sink.publish(SinkMessage(line: "a"))
-        sink.publish(SinkMessage(line: "b", opens: 1))
+        sink.publish(message("a"))
+        sink.publish(message("b", opens: 1))
         XCTAssertEqual(try contents(logPath), "a\nb\n", "lines must reach the file without buffering")
         sink.close()
-        sink.publish(SinkMessage(line: "after close"))
+        sink.publish(message("after close"))
 
         let umaskValue = umask(0o022)
         umask(umaskValue)
@@ -37,7 +39,7 @@ final class LogFileSinkTests: XCTestCase {
 
         // A second sink appends, never truncates.
         let again = try LogFileSink(path: logPath, logger: logs.logger())
-        again.publish(SinkMessage(line: "c"))
+        again.publish(message("c"))
         again.close()
         XCTAssertEqual(try contents(logPath), "a\nb\nc\n")
     }
@@ -45,11 +47,11 @@ final class LogFileSinkTests: XCTestCase {
     func testReopenAfterRenameWritesToANewFile() throws {
         let sink = try LogFileSink(path: logPath, logger: logs.logger())
         defer { sink.close() }
-        sink.publish(SinkMessage(line: "before rotate"))
+        sink.publish(message("before rotate"))
         XCTAssertEqual(rename(logPath, logPath + ".1"), 0)
-        sink.publish(SinkMessage(line: "still old fd"))
+        sink.publish(message("still old fd"))
         XCTAssertTrue(sink.reopen())
-        sink.publish(SinkMessage(line: "after rotate"))
+        sink.publish(message("after rotate"))
         XCTAssertEqual(try contents(logPath + ".1"), "before rotate\nstill old fd\n")
         XCTAssertEqual(try contents(logPath), "after rotate\n")
     }
@@ -60,7 +62,7 @@ final class LogFileSinkTests: XCTestCase {
         XCTAssertEqual(rename(logPath, logPath + ".1"), 0)
         XCTAssertEqual(mkdir(logPath, 0o755), 0)  // cannot be opened for writing, even by root
         XCTAssertFalse(sink.reopen())
-        sink.publish(SinkMessage(line: "kept"))
+        sink.publish(message("kept"))
         XCTAssertEqual(try contents(logPath + ".1"), "kept\n")
         let errors = logs.records.filter { $0.level == .error }
         XCTAssertEqual(errors.count, 1)
@@ -70,7 +72,7 @@ final class LogFileSinkTests: XCTestCase {
     func testUnopenablePathThrowsNamingIt() throws {
         let bad = dir + "/missing/events.log"
         XCTAssertThrowsError(try LogFileSink(path: bad, logger: logs.logger())) { error in
-            XCTAssertEqual(error as? SinkError, .cannotOpenLogFile(path: bad, errno: ENOENT))
+            XCTAssertEqual(error as? SinkError, .cannotOpenLogFile(path: bad, errno: Errno(ENOENT)))
             XCTAssertTrue("\(error)".contains(bad) && "\(error)".contains("No such file"), "\(error)")
         }
         // A FIFO without a reader must fail at once, not hang.
@@ -87,7 +89,7 @@ final class LogFileSinkTests: XCTestCase {
             let sink = sinks[t % 2]
             DispatchQueue.global().async(group: group) {
                 for i in 0..<perThread {
-                    sink.publish(SinkMessage(line: "t\(t)-\(i)-" + String(repeating: "\(t)", count: 5000)))
+                    sink.publish(message("t\(t)-\(i)-" + String(repeating: "\(t)", count: 5000)))
                 }
             }
         }
@@ -133,9 +135,9 @@ final class StdoutSinkTests: XCTestCase {
             text.append(self.readAll(r))
         }
         reader.start()
-        sink.publish(SinkMessage(line: "first"))
-        sink.publish(SinkMessage(line: big))
-        sink.publish(SinkMessage(line: "last"))
+        sink.publish(message("first"))
+        sink.publish(message(big))
+        sink.publish(message("last"))
         sink.close()
         Glibc.close(w)
         XCTAssertTrue(waitUntil { text.count == 1 })
@@ -148,14 +150,14 @@ final class StdoutSinkTests: XCTestCase {
     }
 
     func testReaderGoneDisablesSinkWithOneLogAndNoCrash() throws {
-        StdoutSink.ignoreSIGPIPE()  // what the daemon does at start-up
+        ignoreSIGPIPE()  // what the daemon does at start-up
         let (r, w) = makePipe()
         defer { Glibc.close(w) }
         let sink = StdoutSink(fd: w, logger: logs.logger())
-        sink.publish(SinkMessage(line: "seen"))
+        sink.publish(message("seen"))
         XCTAssertFalse(sink.isDisabled)
         Glibc.close(r)
-        for i in 0..<5 { sink.publish(SinkMessage(line: "lost \(i)")) }
+        for i in 0..<5 { sink.publish(message("lost \(i)")) }
         XCTAssertTrue(sink.isDisabled)
         let warnings = logs.records.filter { $0.level >= .warning }
         XCTAssertEqual(warnings.count, 1, "\(warnings.map(\.message))")
@@ -178,13 +180,18 @@ final class SinkFanoutTests: XCTestCase {
         let client = try LineClient(path: dir + "/s.sock")
         XCTAssertTrue(waitUntil { socket.clientCount == 1 })
 
-        fanout.publish(SinkMessage(line: "one", opens: 7))
+        // Each sink takes only its kinds: the status line reaches the socket alone, the event every sink.
+        let event = OutputMessage.event(EventLine(DetectionEvent(kind: .start, event: "one", id: 7, start: 1, score: 0.5, labels: []),
+                                                  clock: { Date(timeIntervalSince1970: $0) }))
+        let status = OutputMessage.status(StatusLine(state: .capturing, device: "hw:9"))
+        fanout.publish(status)
+        fanout.publish(event)
         fanout.close()
-        XCTAssertEqual(try String(contentsOfFile: dir + "/a.log", encoding: .utf8), "one\n")
-        XCTAssertEqual(client.readToEnd(), ["one"])
-        var buffer = [UInt8](repeating: 0, count: 16)
-        XCTAssertEqual(read(fds[0], &buffer, 16), 4)
-        XCTAssertEqual(String(decoding: buffer[..<4], as: UTF8.self), "one\n")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/a.log", encoding: .utf8), event.line + "\n")
+        XCTAssertEqual(client.readToEnd(), [status.line, event.line])
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = read(fds[0], &buffer, buffer.count)
+        XCTAssertEqual(String(decoding: buffer[..<max(n, 0)], as: UTF8.self), event.line + "\n")
         XCTAssertTrue(stdout.isDisabled)
         XCTAssertNotEqual(access(dir + "/s.sock", F_OK), 0)
         client.close()

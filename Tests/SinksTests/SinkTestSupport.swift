@@ -1,3 +1,5 @@
+import Detection
+import Sinks
 import Foundation
 import Glibc
 import Logging
@@ -144,4 +146,18 @@ func assertLines(_ actual: [String], _ expected: [String], _ what: String, file:
     let got = index < actual.count ? String(actual[index].prefix(60)) : "<none>"
     let want = index < expected.count ? String(expected[index].prefix(60)) : "<none>"
     XCTFail("\(what): got \(actual.count) lines, expected \(expected.count); first difference at \(index): \(got) ≠ \(want)", file: file, line: line)
+}
+
+/// A message whose written line is `text`: an event start with id `opens`, a stop of `closes`, a status line, or
+/// by default a stats message (which the socket does not replay).
+func message(_ text: String, opens: Int? = nil, closes: Int? = nil, status: Bool = false) -> EncodedMessage {
+    let clock = { (_: Double) in Date(timeIntervalSince1970: 0) }
+    if let id = opens ?? closes {
+        let event = DetectionEvent(kind: opens != nil ? .start : .stop, event: "e", id: id, start: 0, end: opens != nil ? nil : 1,
+                                   score: 0.5, labels: [])
+        return EncodedMessage(.event(EventLine(event, clock: clock)), line: text)
+    }
+    if status { return EncodedMessage(.status(StatusLine(state: .capturing, device: "d")), line: text) }
+    return EncodedMessage(.stats(StatsLine(cpuPercent: 0, realTimeFactor: 0, meanInferenceMs: 0, windows: 0, windowsSkippedTotal: 0,
+                                           overrunsTotal: 0, reconnectsTotal: 0, clients: 0)), line: text)
 }

@@ -33,37 +33,38 @@ final class UnixSocketSinkTests: XCTestCase {
         defer { sink.close() }
         let clients = try connect(3, to: sink)
         let expected = (0..<2000).map { eventLine($0) }
-        for line in expected { sink.publish(SinkMessage(line: line)) }
+        for line in expected { sink.publish(message(line)) }
         for client in clients {
             assertLines(client.readLines(expected.count), expected, "client \(client.fd)")
             client.close()
         }
     }
 
-    func testLateClientGetsOpenEventsFirstButNotClosedOnes() throws {
+    func testLateClientGetsLatestStatusAndOpenEventsFirstButNotClosedOnes() throws {
         let sink = try makeSink()
         defer { sink.close() }
         let early = try connect(1, to: sink)[0]
         let messages = [
-            SinkMessage(line: "start dog", opens: 1),
-            SinkMessage(line: "start siren", opens: 2),
-            SinkMessage(line: "status"),
-            SinkMessage(line: "stop dog", closes: 1),
-            SinkMessage(line: "start speech", opens: 3),
-            SinkMessage(line: "update siren", opens: 2, closes: 2),
+            message("status unavailable", status: true),
+            message("start dog", opens: 1),
+            message("start siren", opens: 2),
+            message("stats"),
+            message("stop dog", closes: 1),
+            message("start speech", opens: 3),
+            message("status capturing", status: true),
         ]
         for message in messages { sink.publish(message) }
         let late = try connect(1, to: sink)[0]
-        sink.publish(SinkMessage(line: "stop speech", closes: 3))
-        sink.publish(SinkMessage(line: "later"))
+        sink.publish(message("stop speech", closes: 3))
+        sink.publish(message("later"))
 
-        XCTAssertEqual(late.readLines(4), ["update siren", "start speech", "stop speech", "later"])
-        XCTAssertEqual(early.readLines(8), messages.map(\.line) + ["stop speech", "later"])
+        XCTAssertEqual(late.readLines(5), ["status capturing", "start siren", "start speech", "stop speech", "later"])
+        XCTAssertEqual(early.readLines(9), messages.map(\.line) + ["stop speech", "later"])
 
-        // After the close, a third client sees only the event still open.
+        // After the stop, a third client sees the status and only the event still open.
         let third = try connect(1, to: sink)[0]
-        sink.publish(SinkMessage(line: "end"))
-        XCTAssertEqual(third.readLines(2), ["update siren", "end"])
+        sink.publish(message("end"))
+        XCTAssertEqual(third.readLines(3), ["status capturing", "start siren", "end"])
     }
 
     func testStalledClientIsDroppedWhileOthersKeepReceivingAndPublishStaysFast() throws {
@@ -94,7 +95,7 @@ final class UnixSocketSinkTests: XCTestCase {
         while published < 20_000 {
             for _ in 0..<batch {
                 let t0 = Date()
-                sink.publish(SinkMessage(line: line(published)))
+                sink.publish(message(line(published)))
                 slowest = max(slowest, Date().timeIntervalSince(t0))
                 published += 1
             }
@@ -106,7 +107,7 @@ final class UnixSocketSinkTests: XCTestCase {
             if let at = droppedAt, published >= at + 20 * batch { break }
         }
         let elapsed = Date().timeIntervalSince(start)
-        sink.publish(SinkMessage(line: "done"))
+        sink.publish(message("done"))
         wait(for: [readerDone], timeout: 10)
 
         XCTAssertNotNil(droppedAt, "stalled client was never dropped after \(published) lines")
@@ -140,18 +141,18 @@ final class UnixSocketSinkTests: XCTestCase {
         let chatty = clients[1]
         XCTAssertEqual(send(chatty.fd, "hello\n", 6, 0), 6)
         XCTAssertEqual(shutdown(chatty.fd, Int32(SHUT_WR)), 0)
-        sink.publish(SinkMessage(line: "one"))
+        sink.publish(message("one"))
         XCTAssertEqual(chatty.readLine(), "one")
         XCTAssertEqual(sink.clientCount, 2)
 
         // Closing with unread data pending is cleaned up too.
-        sink.publish(SinkMessage(line: "two"))
+        sink.publish(message("two"))
         clients[2].close()
         chatty.close()
         XCTAssertTrue(waitUntil { sink.clientCount == 0 }, "hung-up clients not cleaned up")
-        sink.publish(SinkMessage(line: "nobody listening"))
+        sink.publish(message("nobody listening"))
         let fresh = try connect(1, to: sink)[0]
-        sink.publish(SinkMessage(line: "three"))
+        sink.publish(message("three"))
         XCTAssertEqual(fresh.readLine(), "three")
     }
 
@@ -180,13 +181,13 @@ final class UnixSocketSinkTests: XCTestCase {
     func testCloseRemovesSocketFileAndDisconnectsClients() throws {
         let sink = try makeSink()
         let client = try connect(1, to: sink)[0]
-        sink.publish(SinkMessage(line: "last"))
+        sink.publish(message("last"))
         sink.close()
         XCTAssertNotEqual(access(socketPath, F_OK), 0, "socket file still present after close")
         XCTAssertEqual(client.readToEnd(), ["last"])
         XCTAssertTrue(client.sawEOF)
         sink.close()  // idempotent
-        sink.publish(SinkMessage(line: "ignored"))
+        sink.publish(message("ignored"))
         XCTAssertThrowsError(try LineClient(path: socketPath))
         client.close()
     }
@@ -209,7 +210,7 @@ final class UnixSocketSinkTests: XCTestCase {
         let sink = try makeSink()
         defer { sink.close() }
         let client = try connect(1, to: sink)[0]
-        sink.publish(SinkMessage(line: "fresh"))
+        sink.publish(message("fresh"))
         XCTAssertEqual(client.readLine(), "fresh")
     }
 
@@ -228,7 +229,7 @@ final class UnixSocketSinkTests: XCTestCase {
             usleep(100_000)
             return first.clientCount == 1
         }, "probe connection not cleaned up")
-        first.publish(SinkMessage(line: "still here"))
+        first.publish(message("still here"))
         XCTAssertEqual(client.readLine(), "still here")
     }
 

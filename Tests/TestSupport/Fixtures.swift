@@ -38,3 +38,9 @@ public enum Fixtures {
         return url
     }
 }
+
+/// Element-wise equality of two arrays within `accuracy`.
+public func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "\(a) vs \(b)", file: file, line: line)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, "\(a) vs \(b)", file: file, line: line) }
+}

@@ -1,6 +1,12 @@
 import CHTSATKernels
 import Foundation
 
+/// The `attn_mask` buffer a shifted block of a `resolution`² grid with `window`² windows stores (windows × N × N),
+/// for tools that write checkpoints in the official layout.
+public func shiftedWindowMask(resolution: Int, window: Int) -> [Float] {
+    WindowPartition(resolution: resolution, window: window, shift: window / 2).shiftMask()
+}
+
 /// The (optionally cyclically shifted) partition of a square token grid into square windows.
 /// Position `r` of the window-ordered sequence is grid token `order[r]` (row-major grid index).
 struct WindowPartition {

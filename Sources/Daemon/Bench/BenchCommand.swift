@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HTSAT
+import Sinks
 
 /// `htsatd bench`: times the forward pass of one 10-s window, per part, with a given model or random full-size weights.
 public struct Bench: ParsableCommand {
@@ -67,21 +68,38 @@ private struct Report {
     let result: BenchmarkResult
     let peakRSS: Double?
 
+    /// The `--json` object: fixed field order, times in ms to 0.001.
+    private struct JSON: Encodable {
+        let model: String, threads: Int, isa: String, runs: Int
+        let median_ms: Double, p10_ms: Double, p90_ms: Double, min_ms: Double, max_ms: Double
+        let stages_ms: Stages, gflop_per_window: Double, gflops: Double, parameters: Int
+        let load_ms: Double?, peak_rss_mb: Double?
+    }
+
+    /// Stage times in pipeline order (a dictionary would lose it).
+    private struct Stages: Encodable {
+        let parts: [(String, Double)]
+        private struct Key: CodingKey {
+            let stringValue: String
+            init(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            for (name, ms) in parts { try c.encode(ms, forKey: Key(stringValue: name)) }
+        }
+    }
+
     func json() -> String {
-        func ms(_ v: Double) -> String { String(format: "%.3f", v) }
-        var fields = [
-            "\"model\":\"\(model.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"",
-            "\"threads\":\(threads)", "\"isa\":\"\(isa)\"", "\"runs\":\(result.runs.count)",
-            "\"median_ms\":\(ms(result.median))", "\"p10_ms\":\(ms(result.p10))", "\"p90_ms\":\(ms(result.p90))",
-            "\"min_ms\":\(ms(result.runs.min() ?? 0))", "\"max_ms\":\(ms(result.runs.max() ?? 0))",
-            "\"stages_ms\":{\(result.stageMedians.map { "\"\($0.name)\":\(ms($0.ms))" }.joined(separator: ","))}",
-            "\"gflop_per_window\":\(String(format: "%.3f", gflop))",
-            "\"gflops\":\(String(format: "%.1f", gflop / (result.median / 1000)))",
-            "\"parameters\":\(parameters)",
-        ]
-        if let loadMs { fields.append("\"load_ms\":\(ms(loadMs))") }
-        if let peakRSS { fields.append("\"peak_rss_mb\":\(String(format: "%.1f", peakRSS))") }
-        return "{\(fields.joined(separator: ","))}"
+        let r = LineEncoder.rounded
+        return LineEncoder.encode(JSON(
+            model: model, threads: threads, isa: isa, runs: result.runs.count,
+            median_ms: r(result.median), p10_ms: r(result.p10), p90_ms: r(result.p90),
+            min_ms: r(result.runs.min() ?? 0), max_ms: r(result.runs.max() ?? 0),
+            stages_ms: Stages(parts: result.stageMedians.map { ($0.name, r($0.ms)) }),
+            gflop_per_window: r(gflop), gflops: (gflop / (result.median / 1000) * 10).rounded() / 10,
+            parameters: parameters, load_ms: loadMs.map(r), peak_rss_mb: peakRSS.map { ($0 * 10).rounded() / 10 }))
     }
 
     func table() -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import HTSAT
 
 /// A model shape for random benchmark weights, in the official HTS-AT state_dict layout.
 public struct BenchmarkArchitecture: Sendable, Equatable {
@@ -122,8 +123,7 @@ public enum Benchmark {
         var res = arch.specSize / patch
         for (i, depth) in arch.depths.enumerated() {
             let dim = embed << i, w = min(arch.window, res)
-            let partition = WindowPartition(resolution: res, window: w, shift: w / 2)
-            let mask = w < res ? partition.shiftMask() : []
+            let mask = w < res ? shiftedWindowMask(resolution: res, window: w) : []
             for j in 0..<depth {
                 let p = "layers.\(i).blocks.\(j)"
                 norm("\(p).norm1", dim)
@@ -134,7 +134,7 @@ public enum Benchmark {
                 linear("\(p).mlp.fc1", out: 4 * dim, in: dim)
                 linear("\(p).mlp.fc2", out: dim, in: 4 * dim)
                 if j % 2 == 1 && w < res {
-                    t["\(p).attn_mask"] = ([partition.windowCount, w * w, w * w], mask)
+                    t["\(p).attn_mask"] = ([(res / w) * (res / w), w * w, w * w], mask)
                 }
             }
             if i < arch.depths.count - 1 {

@@ -1,4 +1,5 @@
 import AudioCapture
+import Engine
 import Detection
 import Dispatch
 import Foundation

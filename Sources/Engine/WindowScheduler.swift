@@ -1,7 +1,7 @@
 import AudioCapture
+import Detection
 import Dispatch
 import Foundation
-import HTSAT
 import Logging
 
 /// Runs one inference window: `samples` (one clip) in; calls `body` with the frame-major framewise scores
@@ -86,19 +86,11 @@ public final class WindowScheduler: @unchecked Sendable {
         return _stats
     }
 
-    /// An inference closure over an HTS-AT model, reusing one output buffer.
-    public static func inference(model: HTSATModel) -> WindowInference {
-        final class Box { var output: HTSATOutput; init(_ o: HTSATOutput) { output = o } }
-        let box = Box(HTSATOutput(config: model.config))
-        return { samples, body in
-            model.infer(samples, into: &box.output, tap: nil)
-            box.output.framewise.withUnsafeBufferPointer(body)
-        }
-    }
-
-    /// Live mode: runs windows as the ring fills until it is closed, then drains and closes open events.
+    /// Live mode: runs windows as the ring fills until it is closed, then closes open events.
     /// If inference falls more than a hop behind, skips to the latest hop-aligned window end (counted and logged),
-    /// so latency and memory stay bounded.
+    /// so latency and memory stay bounded. Once the ring is closed (shutdown) it runs at most the window now due (none
+    /// if there is a backlog) and one final window at the last sample: a bounded stop even when capture delivers audio
+    /// faster than inference takes it.
     public func runLive(ring: AudioRing) throws {
         guard ring.capacity >= Self.minimumRingCapacity(clipSamples: clipSamples, hopSamples: hopSamples) else {
             throw SchedulerError.ringTooSmall(capacity: ring.capacity,
@@ -109,17 +101,21 @@ public final class WindowScheduler: @unchecked Sendable {
         // Audio already in the ring when we start is not a backlog to report.
         var nextEnd = max(hop, ring.totalWritten / hop * hop)
         var lastEnd: Int64 = 0
-        var closed = false
         while true {
-            if !closed {
-                switch ring.waitForSamples(nextEnd, timeout: 0.5) {
-                case .timedOut: continue
-                case .closed: closed = true
-                case .ready: break
-                }
-            }
+            let wait = ring.waitForSamples(nextEnd, timeout: 0.5)
+            if wait == .timedOut { continue }
             let written = ring.totalWritten
-            if written < nextEnd { break }  // closed: no further full hop
+            if wait == .closed {
+                if written - nextEnd >= hop {
+                    // A backlog at shutdown: every aligned window before the last sample is skipped, the final
+                    // window (finishStream) covers the end.
+                    noteSkipped(Int((written - nextEnd - 1) / hop + 1), at: written)
+                } else if written >= nextEnd, copyWindow(from: ring, endingAt: nextEnd) {
+                    try runWindow(endingAt: nextEnd)  // the one window now due
+                    lastEnd = nextEnd
+                }
+                break
+            }
             if written - nextEnd > hop {
                 let latest = written / hop * hop
                 noteSkipped(Int((latest - nextEnd) / hop), at: latest)

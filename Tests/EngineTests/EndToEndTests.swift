@@ -1,4 +1,6 @@
 import AudioCapture
+import Engine
+import Sinks
 import Detection
 import Foundation
 import HTSAT
@@ -59,10 +61,9 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(stats.windowsSkipped, 0)
 
         // Every start has its stop, after it, with the same id and name; every line is one valid JSON object.
-        let encoder = EventLineEncoder(clock: EventLineEncoder.clock(origin: Date(timeIntervalSince1970: 0)))
         var open: [Int: DetectionEvent] = [:]
         for event in events {
-            let line = encoder.line(for: event)
+            let line = OutputMessage.event(EventLine(event, clock: { Date(timeIntervalSince1970: $0) })).line
             XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(line.utf8)), line)
             if event.kind == .start {
                 XCTAssertNil(open[event.id])

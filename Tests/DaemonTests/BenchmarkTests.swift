@@ -1,5 +1,6 @@
 import Foundation
 import HTSAT
+import Daemon
 import XCTest
 
 /// The benchmark API on a small architecture: the random-weights builder, the safetensors writer, the counts

@@ -1,0 +1,68 @@
+import AudioCapture
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SIGTERM under overload (inference slower than the audio arrives) still ends the daemon promptly and cleanly:
+/// exit 0 within the bound, every start on stdout with its stop, the socket file removed.
+final class ShutdownTests: XCTestCase {
+    private var dir: URL!
+
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-shutdown") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// An ALSA `file` plugin over `null` that captures the dog/siren stream; returns the asound.conf path.
+    private func alsaConfig() throws -> URL {
+        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
+        let raw = dir.appendingPathComponent("stream.f32")
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        return conf
+    }
+
+    private func run(extra: [String], waitFor ready: @escaping (DaemonProcess) -> Bool) throws {
+        let conf = try alsaConfig()
+        let sock = dir.appendingPathComponent("events.sock").path
+        let p = try DaemonProcess([
+            "--model", try Fixtures.require("detector/detector.ckpt").path,
+            "--labels", try Fixtures.require("audioset/class_labels_indices.csv").path,
+            "--device", "testin", "--events", "dog_bark,siren", "--threshold", "0.6", "--off-threshold", "0.4",
+            "--socket", sock, "--stats-interval", "0",
+        ] + extra, in: dir, environment: ["ALSA_CONFIG_PATH": conf.path])
+        XCTAssertTrue(eventually(timeout: 60) { ready(p) }, "never got going: \(p.stderr)")
+        XCTAssertTrue(p.stderr.contains("inference fell behind real time"), "not overloaded: \(p.stderr)")
+        let signalled = Date()
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 5), 0, p.stderr)
+        let took = Date().timeIntervalSince(signalled)
+        print("SIGTERM to exit under overload (\(extra.joined(separator: " "))): \(String(format: "%.3f", took)) s")
+        XCTAssertLessThan(took, 5, p.stderr)
+        XCTAssertEqual(p.process.terminationReason, .exit)
+        let lines = jsonLines(p.stdout)
+        let starts = lines.filter { $0["type"] as? String == "start" }.map { $0["id"] as! Int }
+        let stops = lines.filter { $0["type"] as? String == "stop" }.map { $0["id"] as! Int }
+        XCTAssertEqual(Set(starts), Set(stops), "every start has its stop: \(p.stdout)")
+        XCTAssertEqual(starts.count, Set(starts).count)
+        XCTAssertNotEqual(access(sock, F_OK), 0, "socket file removed")
+    }
+
+    /// Capture unpaced: the `file` plugin over `null` delivers audio as fast as it can be read.
+    func testSigtermWithUnpacedCaptureExitsWithinTheBound() throws {
+        try run(extra: []) { $0.stderr.contains("inference fell behind real time") }
+    }
+
+    /// Paced capture, but a hop (2 ms) far shorter than one inference: every window is late. SIGTERM comes while an
+    /// event is open, so its stop must be written before the exit.
+    func testSigtermWithAHopShorterThanInferenceClosesTheOpenEvent() throws {
+        try run(extra: ["--pace-realtime", "--hop", "0.002"]) { p in
+            let lines = jsonLines(p.stdout)
+            return lines.contains { $0["type"] as? String == "start" }
+                && lines.filter { $0["type"] as? String == "start" }.count > lines.filter { $0["type"] as? String == "stop" }.count
+        }
+    }
+}
