@@ -58,7 +58,7 @@ let package = Package(
 
         // Fixture lookup shared by the test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "TestSupport"]),
+        .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "AudioCapture", "TestSupport"]),
         .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Detection", "HTSAT", "AudioCapture", "Sinks", "TestSupport",

@@ -1,15 +1,21 @@
 import Foundation
 
-/// The AudioSet class labels from `class_labels_indices.csv`: one display name and MID per model output row.
+/// A model's class labels: one display name (and, for AudioSet, MID) per model output row. Read from a
+/// `class_labels_indices.csv`-style file, or one of the sets built into the binary (`builtIn(classes:)`).
 public struct AudioSetLabels: Sendable {
     /// Display names, indexed by model output row.
     public let names: [String]
-    /// AudioSet machine identifiers (e.g. `/m/09x0r`), indexed by model output row.
+    /// AudioSet machine identifiers (e.g. `/m/09x0r`), indexed by model output row (empty strings for sets without).
     public let mids: [String]
+    /// Where the labels come from: a file path, or e.g. "built-in ESC-50 labels".
+    public let source: String
     private let byLowercasedName: [String: Int]
 
     /// Number of classes.
     public var count: Int { names.count }
+
+    /// Whether these are AudioSet's 527 labels, which the built-in event groups are defined over.
+    public var isAudioSet: Bool { count == 527 }
 
     /// Reads and validates a `class_labels_indices.csv` file.
     public init(contentsOf url: URL) throws {
@@ -72,6 +78,7 @@ public struct AudioSetLabels: Sendable {
         }
         self.names = names
         self.mids = mids
+        self.source = source
         self.byLowercasedName = lookup
     }
 

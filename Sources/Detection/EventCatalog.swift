@@ -1,6 +1,20 @@
 import Foundation
 
-/// A resolved event: its output name and the AudioSet labels whose scores it takes the max of.
+/// On and off thresholds an event definition brings as its defaults (the DESED events' per-class thresholds).
+public struct EventThresholds: Equatable, Sendable {
+    /// Score that starts an event.
+    public var on: Float
+    /// Score below which it ends.
+    public var off: Float
+
+    /// Plain memberwise initializer.
+    public init(on: Float, off: Float) {
+        self.on = on
+        self.off = off
+    }
+}
+
+/// A resolved event: its output name and the labels whose scores it takes the max of.
 public struct EventDefinition: Equatable, Sendable {
     /// The name used in event lines (a built-in group name or a label's slug).
     public let name: String
@@ -8,17 +22,32 @@ public struct EventDefinition: Equatable, Sendable {
     public let labelIndices: [Int]
     /// Display names of the member labels, parallel to `labelIndices`.
     public let labelNames: [String]
+    /// Thresholds this event defaults to instead of the global ones (nil: the global defaults apply).
+    public let defaultThresholds: EventThresholds?
 
     /// Creates a definition; `labelIndices` and `labelNames` are parallel and non-empty.
-    public init(name: String, labelIndices: [Int], labelNames: [String]) {
+    public init(name: String, labelIndices: [Int], labelNames: [String], defaultThresholds: EventThresholds? = nil) {
         precondition(!labelIndices.isEmpty && labelIndices.count == labelNames.count)
         self.name = name
         self.labelIndices = labelIndices
         self.labelNames = labelNames
+        self.defaultThresholds = defaultThresholds
+    }
+
+    /// `base` (the global defaults) with this event's default thresholds in place of its own; per-event settings
+    /// the user configures go on top of the result.
+    public func defaultSettings(base: EventSettings) -> EventSettings {
+        guard let t = defaultThresholds else { return base }
+        var settings = base
+        settings.onThreshold = t.on
+        settings.offThreshold = t.off
+        return settings
     }
 }
 
-/// Event names the daemon understands: built-in groups of AudioSet labels, plus every single label by name or slug.
+/// Event names the daemon understands: every single label of the model by name or slug and, for AudioSet label
+/// sets only, built-in groups of AudioSet labels and the DESED event set. Other models (ESC-50, Speech Commands
+/// V2, custom labels) have exactly their own labels as events.
 public struct EventCatalog: Sendable {
     /// The built-in groups: name and AudioSet display names, in listing order.
     ///
@@ -41,17 +70,53 @@ public struct EventCatalog: Sendable {
         ("speech", ["Speech", "Male speech, man speaking", "Female speech, woman speaking", "Child speech, kid speaking", "Conversation", "Narration, monologue"]),
     ]
 
+    /// The DESED detection set of the paper, on the AudioSet model (event-F1 50.7): the 10 DESED classes as
+    /// `fl_audioset_mapping` in the official `config.py` maps them to AudioSet output rows (the labels below are
+    /// exactly those rows' names, in their order), with the per-class thresholds of `fl_mapping` in `fl_evaluate.py`
+    /// (RetroCirce/HTS-Audio-Transformer at 2e29471), both in the order of `fl_class_num`. A class is active in a
+    /// frame when any of its labels exceeds its threshold, which is the group maximum used here.
+    ///
+    /// The paper used one threshold per class (off = on). htsatd's tracker adds hysteresis: off = 0.75 x on, so a
+    /// score hovering at the threshold does not chatter; the merge gap joins short dips as for every event.
+    public static let desedEvents: [(name: String, labels: [String], onThreshold: Float)] = [
+        ("desed_speech", ["Speech", "Male speech, man speaking", "Female speech, woman speaking", "Child speech, kid speaking",
+                          "Conversation", "Narration, monologue", "Babbling", "Speech synthesizer"], 0.275),
+        ("desed_frying", ["Chopping (food)", "Frying (food)", "Microwave oven"], 0.2),
+        ("desed_dishes", ["Dishes, pots, and pans"], 0.2),
+        ("desed_running_water", ["Water", "Rain", "Raindrop", "Rain on surface", "Stream", "Waterfall", "Ocean",
+                                 "Waves, surf", "Steam", "Gurgling"], 0.23),
+        ("desed_blender", ["Blender"], 0.48),
+        ("desed_electric_shaver_toothbrush", ["Electric shaver, electric razor"], 0.2),
+        ("desed_alarm_bell_ringing", ["Car alarm", "Alarm", "Telephone", "Telephone bell ringing", "Ringtone",
+                                      "Telephone dialing, DTMF", "Dial tone", "Busy signal", "Alarm clock", "Siren",
+                                      "Civil defense siren", "Buzzer", "Smoke detector, smoke alarm", "Fire alarm",
+                                      "Foghorn", "Whistle"], 0.18),
+        ("desed_cat", ["Cat", "Purr", "Meow", "Hiss", "Caterwaul"], 0.51),
+        ("desed_dog", ["Dog", "Bark", "Yip", "Howl", "Bow-wow", "Growling"], 0.39),
+        ("desed_vacuum_cleaner", ["Vacuum cleaner"], 0.14),
+    ]
+
+    /// The off threshold of a DESED event: 0.75 x its on threshold (see `desedEvents`).
+    public static func desedOffThreshold(on: Float) -> Float { 0.75 * on }
+
+    /// Names that select several events at once (AudioSet label sets only): `desed` selects the ten DESED events.
+    public static let builtInSets: [(name: String, events: [String])] = [("desed", desedEvents.map(\.name))]
+
     /// The labels this catalogue resolves against.
     public let labels: AudioSetLabels
     private let groups: [String: EventDefinition]
     private let slugs: [String]
     private let bySlug: [String: Int]
 
-    /// Builds the catalogue; fails if a built-in group names a label missing from `labels`.
+    /// Whether the built-in groups and sets exist (they do for AudioSet label sets only).
+    public var hasBuiltIns: Bool { labels.isAudioSet }
+
+    /// Builds the catalogue. For AudioSet label sets (527 labels) it fails if a built-in group names a label
+    /// missing from `labels`; for any other label set the events are its labels, and the groups are not checked.
     public init(labels: AudioSetLabels) throws {
         self.labels = labels
         var groups: [String: EventDefinition] = [:]
-        for (name, members) in Self.builtInGroups {
+        func group(_ name: String, _ members: [String], _ thresholds: EventThresholds?) throws {
             var indices: [Int] = []
             var names: [String] = []
             for member in members {
@@ -61,7 +126,13 @@ public struct EventCatalog: Sendable {
                 indices.append(index)
                 names.append(labels.names[index])
             }
-            groups[name] = EventDefinition(name: name, labelIndices: indices, labelNames: names)
+            groups[name] = EventDefinition(name: name, labelIndices: indices, labelNames: names, defaultThresholds: thresholds)
+        }
+        if labels.isAudioSet {
+            for (name, members) in Self.builtInGroups { try group(name, members, nil) }
+            for (name, members, on) in Self.desedEvents {
+                try group(name, members, EventThresholds(on: on, off: Self.desedOffThreshold(on: on)))
+            }
         }
         self.groups = groups
         let slugs = labels.names.map(Self.slug)
@@ -97,19 +168,28 @@ public struct EventCatalog: Sendable {
         if let index {
             return EventDefinition(name: slugs[index], labelIndices: [index], labelNames: [labels.names[index]])
         }
+        if hasBuiltIns, let set = Self.builtInSets.first(where: { $0.name == key }) {
+            throw EventCatalogError.eventSet(name: set.name, events: set.events)
+        }
         throw EventCatalogError.unknownEvent(name: trimmed, suggestions: suggestions(for: key))
     }
 
-    /// Resolves several names; repeated names (after resolution) are an error, since they would emit twice.
+    /// Resolves several names, expanding sets (`desed`) into their events; repeated events (after resolution) are
+    /// an error, since they would emit twice.
     public func resolve(_ names: [String]) throws -> [EventDefinition] {
         var seen: Set<String> = []
         var out: [EventDefinition] = []
         for name in names {
-            let definition = try resolve(name)
-            guard seen.insert(definition.name).inserted else {
-                throw EventCatalogError.duplicateEvent(name: definition.name)
+            let key = name.trimmingCharacters(in: .whitespaces).lowercased()
+            let set = hasBuiltIns && groups[key] == nil && labels.index(of: key) == nil && bySlug[key] == nil
+                ? Self.builtInSets.first(where: { $0.name == key }) : nil
+            for member in set?.events ?? [name] {
+                let definition = try resolve(member)
+                guard seen.insert(definition.name).inserted else {
+                    throw EventCatalogError.duplicateEvent(name: definition.name)
+                }
+                out.append(definition)
             }
-            out.append(definition)
         }
         return out
     }
@@ -127,7 +207,11 @@ public struct EventCatalog: Sendable {
             if query.count >= 3 && candidate.contains(query) { distance = min(distance, 1) }
             scored.append((distance, builtIn, candidate))
         }
-        for (name, _) in Self.builtInGroups { consider(name, builtIn: true) }
+        if hasBuiltIns {
+            for (name, _) in Self.builtInGroups { consider(name, builtIn: true) }
+            for (name, _, _) in Self.desedEvents { consider(name, builtIn: true) }
+            for (name, _) in Self.builtInSets { consider(name, builtIn: true) }
+        }
         for slug in slugs where groups[slug] == nil { consider(slug, builtIn: false) }
         scored.sort { a, b in
             if a.distance != b.distance { return a.distance < b.distance }
@@ -155,15 +239,30 @@ public struct EventCatalog: Sendable {
         return previous[b.count]
     }
 
-    /// Text for `htsatd events`: every built-in group with its labels, then every label with its slug.
+    /// Text for `htsatd events`: for AudioSet labels every built-in group and DESED event with its labels, then
+    /// every label with its slug.
     public func listing() -> String {
-        var out = "Built-in events (the score is the highest of its labels):\n"
-        let width = Self.builtInGroups.map(\.name.count).max() ?? 0
-        for (name, _) in Self.builtInGroups {
-            let names = groups[name]!.labelNames.map { "\"\($0)\"" }.joined(separator: ", ")
-            out += "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + names + "\n"
+        var out = ""
+        if hasBuiltIns {
+            out += "Built-in events (the score is the highest of its labels):\n"
+            let width = Self.builtInGroups.map(\.name.count).max() ?? 0
+            for (name, _) in Self.builtInGroups {
+                let names = groups[name]!.labelNames.map { "\"\($0)\"" }.joined(separator: ", ")
+                out += "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + names + "\n"
+            }
+            out += "\nDESED events (the HTS-AT paper's detection set: fl_audioset_mapping and the per-class thresholds of"
+            out += " fl_evaluate.py; on/off are their default thresholds). \"desed\" selects all ten:\n"
+            let desedWidth = Self.desedEvents.map(\.name.count).max() ?? 0
+            for (name, _, _) in Self.desedEvents {
+                let event = groups[name]!, t = event.defaultThresholds!
+                let names = event.labelNames.map { "\"\($0)\"" }.joined(separator: ", ")
+                out += "  " + name.padding(toLength: desedWidth, withPad: " ", startingAt: 0)
+                out += String(format: "  on %.3f off %.3f  ", t.on, t.off) + names + "\n"
+            }
+            out += "\nAudioSet labels (use the slug, or the exact name in quotes; built-in names above take precedence):\n"
+        } else {
+            out += "Events are the model's own labels (\(labels.source); use the slug, or the exact name in quotes):\n"
         }
-        out += "\nAudioSet labels (use the slug, or the exact name in quotes; built-in names above take precedence):\n"
         let slugWidth = min(slugs.map(\.count).max() ?? 0, 40)
         for (index, name) in labels.names.enumerated() {
             let slug = slugs[index]
@@ -182,6 +281,8 @@ public enum EventCatalogError: Error, CustomStringConvertible, Equatable {
     case missingGroupMember(group: String, label: String)
     /// The same event was configured twice.
     case duplicateEvent(name: String)
+    /// A set name (`desed`) where one event is expected; a list of events expands it.
+    case eventSet(name: String, events: [String])
 
     public var description: String {
         switch self {
@@ -192,6 +293,8 @@ public enum EventCatalogError: Error, CustomStringConvertible, Equatable {
             return "built-in event \"\(group)\" needs the AudioSet label \"\(label)\", which the labels file lacks; use AudioSet's class_labels_indices.csv"
         case let .duplicateEvent(name):
             return "event \"\(name)\" is configured twice; list each event once"
+        case let .eventSet(name, events):
+            return "\"\(name)\" selects \(events.count) events (\(events.joined(separator: ", "))); name it in the list of events, not as one event"
         }
     }
 }

@@ -95,12 +95,16 @@ final class LabelsCatalogTests: XCTestCase {
         }
     }
 
+    /// An AudioSet-sized label set (527) must carry every group member; other sets have no groups to check.
     func testMissingGroupMemberIsAnError() throws {
-        let csv = "index,mid,display_name\n0,/m/a,Speech\n1,/m/b,Dog\n"
+        let rows = (0..<527).map { $0 == 388 ? "388,/m/x,Not an alarm" : "\($0),/m/\($0),Label \($0)" }
+        let csv = (["index,mid,display_name"] + rows).joined(separator: "\n")
         XCTAssertThrowsError(try EventCatalog(labels: AudioSetLabels(csv: csv))) { error in
             guard case EventCatalogError.missingGroupMember = error else { return XCTFail("\(error)") }
             XCTAssertTrue(String(describing: error).contains("needs the AudioSet label"))
         }
+        let small = try EventCatalog(labels: AudioSetLabels(csv: "index,mid,display_name\n0,/m/a,Speech\n1,/m/b,Dog\n"))
+        XCTAssertEqual(try small.resolve(["dog", "speech"]).map(\.labelIndices), [[1], [0]])
     }
 
     func testListingNamesEveryEventAndLabel() throws {

@@ -44,7 +44,7 @@ final class ParityTests: XCTestCase {
         let model = try HTSATModel(stateDict: sd)
         XCTAssertEqual(model.config, HTSATConfig(embedDim: 16, depths: [2, 2, 6, 2], numHeads: [1, 2, 4, 8], windowSize: 8,
                                                  windowSizes: [8, 8, 8, 8], patchSize: 4, specSize: 256, melBins: 64,
-                                                 nFFT: 1024, classes: 527, signal: .audioSet))
+                                                 nFFT: 1024, classes: 527, signal: .audioSet, preset: .audioset))
         XCTAssertEqual(model.config.framewiseFrames, 1024)
 
         var worstNetwork: [String: Float] = [:], worstEndToEnd: [String: Float] = [:]

@@ -58,6 +58,10 @@ public struct HTSATConfig: Sendable, Equatable {
     public var classes: Int
     /// Signal parameters the model is run with.
     public var signal: SignalConfig
+    /// The official configuration the checkpoint is (nil: none, or not inferred).
+    public var preset: ModelPreset?
+    /// How the outputs are read: sigmoid (multi-label) or softmax (single-label, ESC-50).
+    public var activation: OutputActivation
 
     /// Number of Swin stages.
     public var stageCount: Int { depths.count }
@@ -86,7 +90,8 @@ public struct HTSATConfig: Sendable, Equatable {
 
     /// Plain memberwise initializer.
     public init(embedDim: Int, depths: [Int], numHeads: [Int], windowSize: Int, windowSizes: [Int], patchSize: Int,
-                specSize: Int, melBins: Int, nFFT: Int, classes: Int, signal: SignalConfig) {
+                specSize: Int, melBins: Int, nFFT: Int, classes: Int, signal: SignalConfig,
+                preset: ModelPreset? = nil, activation: OutputActivation = .sigmoid) {
         self.embedDim = embedDim
         self.depths = depths
         self.numHeads = numHeads
@@ -98,6 +103,8 @@ public struct HTSATConfig: Sendable, Equatable {
         self.nFFT = nFFT
         self.classes = classes
         self.signal = signal
+        self.preset = preset
+        self.activation = activation
     }
 }
 
@@ -109,6 +116,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case signalMismatch(detail: String)
     /// A constructor argument is out of range.
     case invalidArgument(detail: String)
+    /// The preset asked for contradicts the checkpoint; `found` says what the checkpoint is.
+    case presetMismatch(given: ModelPreset, found: String, file: String)
 
     public var description: String {
         switch self {
@@ -118,6 +127,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "signal parameters do not fit the model: \(d): pick the SignalConfig of the checkpoint's family"
         case .invalidArgument(let d):
             return "invalid argument: \(d)"
+        case let .presetMismatch(given, found, file):
+            return "preset \(given.rawValue) was asked for, but the checkpoint \(file) is \(found)"
         }
     }
 }

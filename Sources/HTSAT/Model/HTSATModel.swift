@@ -2,27 +2,50 @@ import CHTSATKernels
 import Foundation
 import FrontEnd
 
-/// One window's outputs.
+/// One window's outputs, as the official forward defines them for the checkpoint's loss.
 public struct HTSATOutput {
-    /// Clip-level scores, one per class (sigmoid of the time-mean of the token-semantic logits).
+    /// Clip-level outputs, one per class: the sigmoid of the time-mean of the token-semantic logits, or for a
+    /// softmax (`clip_ce`, ESC-50) model that time-mean itself, unactivated, as the official forward returns it.
     public var clipwise: [Float]
-    /// Frame-level scores, `framewiseFrames x classes`, frame-major.
+    /// Frame-level outputs, `framewiseFrames x classes`, frame-major: the sigmoid of the token-semantic logits
+    /// (every preset, ESC-50 included), each token step repeated `framewiseRepeat` times.
     public var framewise: [Float]
     /// The mean of the final tokens (`latent_output`), `numFeatures` values.
     public var latent: [Float]
+    /// Softmax models only: the softmax over classes of `clipwise` (the class probabilities); empty otherwise.
+    public var probabilities: [Float]
+    /// Softmax models only: per frame, the softmax over classes of the token-semantic logits,
+    /// `framewiseFrames x classes`; empty otherwise.
+    public var frameProbabilities: [Float]
+
+    /// Clip scores in [0, 1] to rank and report (`tag`): `probabilities` for a softmax model, else `clipwise`.
+    public var clipScores: [Float] { probabilities.isEmpty ? clipwise : probabilities }
+
+    /// Frame scores in [0, 1] for the event detector: `frameProbabilities` for a softmax model, else `framewise`.
+    ///
+    /// A `clip_ce` model learns only differences between its logits (the softmax ignores a shift shared by all
+    /// classes), so the sigmoid of one logit has no calibrated meaning and a fixed threshold on it would depend on
+    /// an arbitrary offset. The per-frame softmax is what that loss trained: a distribution over the classes, whose
+    /// mass spreads thin when no class is present. The detector therefore thresholds `frameProbabilities`.
+    public var frameScores: [Float] { frameProbabilities.isEmpty ? framewise : frameProbabilities }
 
     /// Empty arrays; `infer` sizes them on first use.
     public init() {
         clipwise = []
         framewise = []
         latent = []
+        probabilities = []
+        frameProbabilities = []
     }
 
     /// Arrays already sized for `config`, so that `infer` never allocates.
     public init(config: HTSATConfig) {
+        let softmax = config.activation == .softmax
         clipwise = [Float](repeating: 0, count: config.classes)
         framewise = [Float](repeating: 0, count: config.framewiseFrames * config.classes)
         latent = [Float](repeating: 0, count: config.numFeatures)
+        probabilities = [Float](repeating: 0, count: softmax ? config.classes : 0)
+        frameProbabilities = [Float](repeating: 0, count: softmax ? config.framewiseFrames * config.classes : 0)
     }
 }
 
@@ -85,15 +108,34 @@ public final class HTSATModel {
     /// Whether this CPU runs `HTSATPrecision.bfloat16` (AVX512-BF16).
     public static var supportsBFloat16: Bool { hk_bf16_supported() != 0 }
 
-    /// Infers the architecture from `stateDict`, validates every tensor it uses, and allocates all buffers.
+    /// What the checkpoint is (preset, signal, activation), as inferred or checked at load.
+    public let profile: ModelProfile
+
+    /// Reads the configuration from the checkpoint alone (`preset` nil), or checks `preset` against it (a
+    /// contradiction throws `ModelError.presetMismatch`), validates every tensor it uses and allocates all buffers.
     /// `threads` threads (this model's own pool: the calling thread plus threads - 1 workers) run each inference.
-    public convenience init(stateDict sd: StateDict, signal: SignalConfig = .audioSet, threads: Int = 1) throws {
-        try self.init(stateDict: sd, signal: signal, threads: threads, precision: .float32)
+    public convenience init(stateDict sd: StateDict, preset: ModelPreset? = nil, threads: Int = 1,
+                            precision: HTSATPrecision = .float32) throws {
+        try self.init(stateDict: sd, profile: try ModelProfile.infer(from: sd, preset: preset), threads: threads,
+                      precision: precision)
     }
 
-    /// Like `init(stateDict:signal:threads:)` with the given arithmetic; `.bfloat16` throws on a CPU without
+    /// With signal parameters set by the caller instead of read from the checkpoint; the preset and activation
+    /// still come from the class count when the signal is that preset's.
+    public convenience init(stateDict sd: StateDict, signal: SignalConfig, threads: Int = 1,
+                            precision: HTSATPrecision = .float32) throws {
+        let classes = sd.shape(of: "tscam_conv.weight")?.first ?? 0
+        let preset = ModelPreset(classes: classes).flatMap { $0.signal == signal ? $0 : nil }
+        let kernels = sd.shape(of: "spectrogram_extractor.stft.conv_real.weight")
+        let profile = ModelProfile(preset: preset, classes: classes, filterbankRate: signal.sampleRate,
+                                   nFFT: kernels?.last ?? 0, signal: signal, activation: preset?.activation ?? .sigmoid)
+        try self.init(stateDict: sd, profile: profile, threads: threads, precision: precision)
+    }
+
+    /// Builds the model for an already inferred (or hand-made) profile; `.bfloat16` throws on a CPU without
     /// AVX512-BF16.
-    public init(stateDict sd: StateDict, signal: SignalConfig = .audioSet, threads: Int = 1, precision: HTSATPrecision) throws {
+    public init(stateDict sd: StateDict, profile: ModelProfile, threads: Int = 1, precision: HTSATPrecision = .float32) throws {
+        let signal = profile.signal
         guard threads >= 1, threads <= 256 else {
             throw ModelError.invalidArgument(detail: "threads = \(threads), must be between 1 and 256")
         }
@@ -101,8 +143,11 @@ public final class HTSATModel {
             throw ModelError.invalidArgument(detail: "bfloat16 needs a CPU with AVX512-BF16; use float32")
         }
         self.precision = precision
-        let config = try HTSATConfig.infer(from: sd, signal: signal)
+        var config = try HTSATConfig.infer(from: sd, signal: signal)
+        config.preset = profile.preset
+        config.activation = profile.activation
         self.config = config
+        self.profile = profile
         stateDict = sd
 
         let bins = config.nFFT / 2 + 1
@@ -136,7 +181,8 @@ public final class HTSATModel {
     deinit { hk_pool_destroy(pool) }
 
     /// Runs one clip; `samples.count` <= config.signal.clipSamples (longer input: the first clipSamples are used).
-    /// A shorter clip runs on its own `count / hop + 1` frames, stretched to the image like the official forward.
+    /// A shorter clip runs on its own `count / hop + 1` frames, stretched to the image like the official forward
+    /// (`config.modelInput(_:policy:)` repeats or pads it as the preset's dataset code does).
     /// `tap` receives named intermediates (the golden keys: logmel, bn0, image, patch_embed, layer0..3, norm,
     /// tscam_logits, latent, clipwise, framewise) when non-nil; its buffers are valid only during the call.
     public func infer(_ samples: UnsafeBufferPointer<Float>, into output: inout HTSATOutput,
@@ -257,34 +303,62 @@ public final class HTSATModel {
         tap?("tscam_logits", ws.logits.prefix(c.classes * c.tokenSteps))
         tap?("latent", ws.latent.prefix(c.numFeatures))
         let steps = c.tokenSteps, repeatCount = c.framewiseRepeat, classes = c.classes
+        let softmax = c.activation == .softmax
         for k in 0..<classes {
             let row = ws.logits.p + k * steps
             var sum: Float = 0
             for t in 0..<steps { sum += row[t] }
             ws.clipwise.p[k] = sum / Float(steps)
         }
-        hk_sigmoid(ws.clipwise.p, ws.clipwise.p, classes)
+        // clip_ce (softmax) models return the mean logit itself; clip_bce ones its sigmoid.
+        if !softmax { hk_sigmoid(ws.clipwise.p, ws.clipwise.p, classes) }
         // The head's panel buffer is free again: the frame scores, classes x steps.
         let scores = ws.headLogits.p
         hk_sigmoid(ws.logits.p, scores, classes * steps)
-        if output.clipwise.count != classes { output.clipwise = [Float](repeating: 0, count: classes) }
-        if output.latent.count != c.numFeatures { output.latent = [Float](repeating: 0, count: c.numFeatures) }
-        if output.framewise.count != c.framewiseFrames * classes {
-            output.framewise = [Float](repeating: 0, count: c.framewiseFrames * classes)
-        }
+        let frameCount = c.framewiseFrames * classes
+        output.clipwise.resize(to: classes)
+        output.latent.resize(to: c.numFeatures)
+        output.framewise.resize(to: frameCount)
+        output.probabilities.resize(to: softmax ? classes : 0)
+        output.frameProbabilities.resize(to: softmax ? frameCount : 0)
         output.clipwise.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.clipwise.p, count: classes) }
         output.latent.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.latent.p, count: c.numFeatures) }
-        output.framewise.withUnsafeMutableBufferPointer { out in
+        // Frame-major rows, each token step's row (read from classes x steps with `stride` steps) repeated.
+        func fillFrames(_ out: UnsafeMutableBufferPointer<Float>, from values: UnsafePointer<Float>) {
             let f = out.baseAddress!
             for t in 0..<steps {
                 let first = f + t * repeatCount * classes
-                for k in 0..<classes { first[k] = scores[k * steps + t] }
+                for k in 0..<classes { first[k] = values[k * steps + t] }
                 for r in 1..<max(repeatCount, 1) { (first + r * classes).update(from: first, count: classes) }
             }
+        }
+        output.framewise.withUnsafeMutableBufferPointer { out in
+            fillFrames(out, from: scores)
             tap?("framewise", UnsafeBufferPointer(out))
+        }
+        if softmax {
+            output.probabilities.withUnsafeMutableBufferPointer { Self.softmax(ws.clipwise.p, count: classes, stride: 1, into: $0.baseAddress!) }
+            // Per token step, over classes: the scores reuse the sigmoid buffer (already copied out).
+            for t in 0..<steps { Self.softmax(ws.logits.p + t, count: classes, stride: steps, into: scores + t, outStride: steps) }
+            output.frameProbabilities.withUnsafeMutableBufferPointer { fillFrames($0, from: scores) }
         }
         tap?("clipwise", ws.clipwise.prefix(classes))
         if let times { times.pointee.head = lap.next() }
+    }
+
+    /// Softmax of `count` values `stride` apart, written `outStride` apart (max subtracted, so no overflow).
+    private static func softmax(_ x: UnsafePointer<Float>, count: Int, stride: Int, into out: UnsafeMutablePointer<Float>,
+                                outStride: Int = 1) {
+        var peak = -Float.infinity
+        for k in 0..<count { peak = max(peak, x[k * stride]) }
+        var sum: Double = 0
+        for k in 0..<count {
+            let e = expf(x[k * stride] - peak)
+            out[k * outStride] = e
+            sum += Double(e)
+        }
+        let scale = Float(1 / sum)
+        for k in 0..<count { out[k * outStride] *= scale }
     }
 
     /// Convenience: runs one clip and returns fresh outputs.
@@ -292,5 +366,12 @@ public final class HTSATModel {
         var output = HTSATOutput(config: config)
         samples.withUnsafeBufferPointer { infer($0, into: &output) }
         return output
+    }
+}
+
+extension Array where Element == Float {
+    /// Sets the count, allocating only when it changes (never on the hot path once sized).
+    fileprivate mutating func resize(to count: Int) {
+        if self.count != count { self = [Float](repeating: 0, count: count) }
     }
 }
