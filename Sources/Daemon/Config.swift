@@ -71,12 +71,9 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public struct Outputs: Equatable, Sendable, Decodable {
         /// Write event lines to standard output.
         public var stdout = true
-        /// Unix stream socket path serving event lines to any number of readers; nil for none.
-        public var socket: String?
-        /// Permission bits of the socket file.
-        public var socketMode: UInt32 = 0o660
-        /// Group name for the socket file (its members may connect at mode 0660); nil keeps the process's group.
-        public var socketGroup: String?
+        /// Unix stream socket path serving event lines to any number of readers, its file's mode and group
+        /// (nil keeps the process's); nil for no socket.
+        public var socket: String?, socketMode: UInt32 = 0o660, socketGroup: String?
         /// Append event lines to this file (reopened on SIGHUP); nil for none.
         public var logFile: String?
         /// A socket reader further behind than this many bytes is disconnected.
@@ -128,40 +125,27 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     /// Keys of `defaults` and of each `event_settings` entry.
     public static let eventSettingKeys = ["on_threshold", "off_threshold", "min_duration", "merge_gap", "max_duration"]
 
-    /// HTS-AT checkpoint (.ckpt); relative paths in a file are relative to the file's directory.
+    // The file's keys in camelCase; config.example.json documents each.
+    /// HTS-AT checkpoint; relative paths in a file are relative to the file's directory.
     public var model = DaemonConfig.defaultModelPath
     /// AudioSet class_labels_indices.csv; nil means the one beside the model.
     public var labels: String?
-    /// Signal parameters the checkpoint was trained with.
     public var preset = Preset.audioset
     /// Overrides of the preset's sample rate (Hz), hop (samples) and window (samples).
     public var sampleRate: Int?, hopSize: Int?, clipSamples: Int?
-    /// ALSA PCM name to capture from, and its period length in milliseconds.
-    public var device = "default", periodMs = 32
-    /// Exit (for systemd to restart) instead of reopening the device after a capture error.
-    public var exitOnDeviceError = false
-    /// Seconds between successive model windows.
-    public var hopSeconds = 1.0
-    /// Inference threads.
-    public var threads = 1
-    /// Arithmetic of the network.
-    public var precision = Precision.float32
-    /// Seconds a fused score waits for later overlapping windows before it is final; nil for the default.
-    public var settleSeconds: Double?
-    /// Lag of the provisional read-out that announces starts early (0 ... settle); nil uses the built-in default.
-    public var onsetSettleSeconds: Double?
+    /// ALSA capture PCM, its period in ms, and whether a capture error exits (for systemd to restart) or reopens.
+    public var device = "default", periodMs = 32, exitOnDeviceError = false
+    /// Seconds between model windows, inference threads, arithmetic of the network.
+    public var hopSeconds = 1.0, threads = 1, precision = Precision.float32
+    /// Fusion's settle time and the early start read-out's lag, in seconds; nil for the defaults.
+    public var settleSeconds: Double?, onsetSettleSeconds: Double?
     /// Event names (built-in groups or AudioSet labels), resolved later by `EventCatalog`.
     public var events: [String] = []
-    /// Per-event overrides keyed by the name as written in `events`.
-    public var eventSettings: [String: EventOverrides] = [:]
-    /// Settings of every event unless overridden.
-    public var defaults = DaemonConfig.defaultEventSettings
-    /// Output sinks.
+    /// Per-event overrides keyed by the name as written in `events`, and the settings of every other event.
+    public var eventSettings: [String: EventOverrides] = [:], defaults = DaemonConfig.defaultEventSettings
     public var outputs = Outputs()
-    /// Seconds between statistics log lines; 0 disables them.
-    public var statsInterval = 60.0
-    /// Minimum level of diagnostic log lines (stderr / journal).
-    public var logLevel = Logger.Level.info
+    /// Seconds between statistics log lines (0: none), and the minimum level of diagnostic log lines.
+    public var statsInterval = 60.0, logLevel = Logger.Level.info
 
     /// The built-in defaults.
     public init() {}
