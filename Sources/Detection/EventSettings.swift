@@ -21,40 +21,43 @@ public struct EventSettings: Equatable, Sendable {
         self.maxDuration = maxDuration
     }
 
-    /// Checks the values, naming the event in the error.
+    /// Checks the values, naming the event in the error. The only copy of these rules: the config maps its errors to keys.
     public func validate(event: String) throws {
-        func fail(_ reason: String) -> EventSettingsError { EventSettingsError(event: event, reason: reason) }
-        guard onThreshold > 0, onThreshold < 1 else {
-            throw fail("on threshold \(onThreshold) must be between 0 and 1 (exclusive)")
+        func check(_ ok: Bool, _ field: String, _ value: Any, _ expected: String, _ reason: @autoclosure () -> String) throws {
+            if !ok { throw EventSettingsError(event: event, field: field, value: "\(value)", expected: expected, reason: reason()) }
         }
-        guard offThreshold > 0, offThreshold < 1 else {
-            throw fail("off threshold \(offThreshold) must be between 0 and 1 (exclusive)")
-        }
-        guard offThreshold <= onThreshold else {
-            throw fail("off threshold \(offThreshold) must not exceed the on threshold \(onThreshold)")
-        }
-        guard minDuration.isFinite, minDuration >= 0 else {
-            throw fail("minimum duration \(minDuration) s must be 0 or more")
-        }
-        guard mergeGap.isFinite, mergeGap >= 0 else {
-            throw fail("merge gap \(mergeGap) s must be 0 or more")
-        }
+        try check(onThreshold > 0 && onThreshold < 1, "on_threshold", onThreshold, "a score between 0 and 1 (exclusive)",
+                  "on threshold \(onThreshold) must be between 0 and 1 (exclusive)")
+        try check(offThreshold > 0 && offThreshold < 1, "off_threshold", offThreshold, "a score between 0 and 1 (exclusive)",
+                  "off threshold \(offThreshold) must be between 0 and 1 (exclusive)")
+        try check(offThreshold <= onThreshold, "off_threshold", offThreshold,
+                  "at most on_threshold (\(onThreshold)): the event ends when the score falls below off_threshold",
+                  "off threshold \(offThreshold) must not exceed the on threshold \(onThreshold)")
+        try check(minDuration.isFinite && minDuration >= 0, "min_duration", minDuration, "seconds, 0 or more",
+                  "minimum duration \(minDuration) s must be 0 or more")
+        try check(mergeGap.isFinite && mergeGap >= 0, "merge_gap", mergeGap, "seconds, 0 or more",
+                  "merge gap \(mergeGap) s must be 0 or more")
         if let maxDuration {
-            guard maxDuration.isFinite, maxDuration > 0 else {
-                throw fail("maximum duration \(maxDuration) s must be more than 0")
-            }
-            guard maxDuration >= minDuration else {
-                throw fail("maximum duration \(maxDuration) s must not be below the minimum duration \(minDuration) s")
-            }
+            let expected = "seconds, at least min_duration (\(minDuration)), or null for no limit"
+            try check(maxDuration.isFinite && maxDuration > 0, "max_duration", maxDuration, expected,
+                      "maximum duration \(maxDuration) s must be more than 0")
+            try check(maxDuration >= minDuration, "max_duration", maxDuration, expected,
+                      "maximum duration \(maxDuration) s must not be below the minimum duration \(minDuration) s")
         }
     }
 }
 
-/// An invalid event setting: which event and what is wrong.
+/// An invalid event setting: which event, which field, and what is wrong.
 public struct EventSettingsError: Error, CustomStringConvertible, Equatable {
     /// The event the settings belong to.
     public let event: String
-    /// What is wrong.
+    /// The field's configuration key, e.g. `off_threshold`.
+    public let field: String
+    /// The rejected value as text, e.g. `0.6`.
+    public let value: String
+    /// What is allowed, e.g. `at most on_threshold (0.4)`.
+    public let expected: String
+    /// What is wrong, in words.
     public let reason: String
 
     public var description: String { "event \"\(event)\": \(reason)" }

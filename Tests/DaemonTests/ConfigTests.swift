@@ -322,23 +322,149 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(withoutEvents, DaemonConfig())
     }
 
-    /// Every key the loader knows appears in the example, each with a `_key` line documenting it.
+    /// Every key the loader knows appears in the example, each with a comment documenting it, and no comment or
+    /// `_key` entry documents a key that is not there. The keys are read with Foundation's JSON5 parser, the
+    /// documentation with the loader's own.
     func testExampleDocumentsEveryKey() throws {
-        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: exampleURL)) as? [String: Any])
-        func check(_ object: [String: Any], keys: [String], at path: String) {
+        let data = try Data(contentsOf: exampleURL)
+        let json5 = JSONDecoder()
+        json5.allowsJSON5 = true
+        let root = try json5.decode(KeyTree.self, from: data)
+        let docs = try DaemonConfig.documentation(data: data)
+        func check(_ object: KeyTree?, keys: [String], at path: String) {
             for key in keys {
-                XCTAssertNotNil(object[key], "config.example.json lacks \(path)\(key)")
-                let doc = object["_" + key] as? String
-                XCTAssertFalse(doc?.isEmpty ?? true, "config.example.json lacks a \"_\(key)\" line documenting \(path)\(key)")
-            }
-            // No stray documentation for keys that do not exist.
-            for key in object.keys where key.hasPrefix("_") && key != "_comment" {
-                XCTAssertTrue(keys.contains(String(key.dropFirst())), "\(path)\(key) documents an unknown key")
+                XCTAssertNotNil(object?.members[key], "config.example.json lacks \(path)\(key)")
+                XCTAssertFalse(docs[path + key]?.isEmpty ?? true, "config.example.json lacks a comment documenting \(path)\(key)")
             }
         }
         check(root, keys: DaemonConfig.topLevelKeys, at: "")
-        check(try XCTUnwrap(root["outputs"] as? [String: Any]), keys: DaemonConfig.outputKeys, at: "outputs.")
-        check(try XCTUnwrap(root["defaults"] as? [String: Any]), keys: DaemonConfig.eventSettingKeys, at: "defaults.")
-        XCTAssertNotNil(root["_comment"])
+        check(root.members["outputs"], keys: DaemonConfig.outputKeys, at: "outputs.")
+        check(root.members["defaults"], keys: DaemonConfig.eventSettingKeys, at: "defaults.")
+        // No stray documentation for keys that do not exist.
+        let present = Set(root.paths(""))
+        XCTAssertTrue(present.contains("event_settings.siren.on_threshold"), "\(present)")
+        for path in docs.keys where !path.isEmpty {
+            XCTAssertTrue(present.contains(path), "config.example.json documents an unknown key \(path)")
+        }
+        XCTAssertFalse(docs[""]?.isEmpty ?? true, "config.example.json starts with a comment about the file")
+    }
+
+    /// The key structure of a JSON document (names only).
+    private struct KeyTree: Decodable {
+        var members: [String: KeyTree] = [:]
+
+        private struct Key: CodingKey {
+            var stringValue: String
+            init(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: Decoder) throws {
+            guard let object = try? decoder.container(keyedBy: Key.self) else { return }
+            for key in object.allKeys { members[key.stringValue] = try object.decode(KeyTree.self, forKey: key) }
+        }
+
+        func paths(_ prefix: String) -> [String] {
+            members.flatMap { key, value in [prefix + key] + value.paths(prefix + key + ".") }
+        }
+    }
+
+    // MARK: - Comments and documentation
+
+    func testLineAndBlockCommentsAreAllowedAnywhereBetweenTokens() throws {
+        let config = try parse("""
+        // A line comment before the object.
+        /* A block comment
+           over two lines, holding " and } and { and // */
+        {
+          "threads" /* between a key and its colon */ : /* before a value */ 2, // after a value: " }
+          // The next key, after a comment holding a quote: "
+          "device": "hw://not-a-comment/* either */",
+          "events": [ /* in an array */ "siren" // after an item
+          ],
+          "outputs": {/**/"socket": "/s"/**/}
+        } // after the document
+        """)
+        XCTAssertEqual(config.threads, 2)
+        XCTAssertEqual(config.device, "hw://not-a-comment/* either */")
+        XCTAssertEqual(config.events, ["siren"])
+        XCTAssertEqual(config.outputs.socket, "/s")
+        XCTAssertEqual(try parse("{} // no line break at the end").threads, 1)
+    }
+
+    /// Comments are blanked, not removed: positions after them, also after multi-byte characters in them, stay exact.
+    func testPositionsAfterCommentsAreExact() {
+        let unknown = parseError("{\n  /* é\n  */ /* é */ \"sockt\": 1\n}")
+        XCTAssertEqual(unknown?.key, "sockt")
+        XCTAssertEqual(unknown?.line, 3)
+        XCTAssertEqual(unknown?.column, 14)
+        let item = parseError("{\"events\": [\n  \"siren\", // é\n  3]}")
+        assertMentions(item, ["test.json:3:3", "events[1]", "expected a string, got 3"])
+        let syntax = parseError("{\"threads\": 2 // é\n /* é */ \"device\": \"x\"}")
+        XCTAssertEqual(syntax?.line, 2)
+        XCTAssertEqual(syntax?.column, 10)
+        assertMentions(syntax, ["expected ',' or '}'"])
+    }
+
+    func testBadCommentsAreClearErrors() {
+        let unterminated = parseError("{\n  \"threads\": 2, /* forgot to close\n  \"device\": \"x\"\n}")
+        XCTAssertEqual(unterminated?.line, 2)
+        XCTAssertEqual(unterminated?.column, 17)
+        assertMentions(unterminated, ["test.json:2:17", "unterminated /* comment", "*/"])
+        assertMentions(parseError("{\"threads\": 2 / 3}"), ["expected ',' or '}'", "'/'"])
+        assertMentions(parseError("# not a comment\n{}"), ["expected a value", "'#'"])
+        assertMentions(parseError("// only a comment"), ["empty"])
+        // Comments do not make JSON5 of it: trailing commas stay errors.
+        assertMentions(parseError("{\"events\": [\"siren\", /* */]}"), ["trailing comma"])
+    }
+
+    /// Files documented with `_key` entries keep working, and their entries count as documentation.
+    func testUnderscoreEntriesStillDocumentKeys() throws {
+        let json = """
+        {"_comment": "first", "_comment": "repeated header entries are fine",
+         "_threads": "Inference threads.", "threads": 3,
+         "outputs": {"_stdout": "Write events to stdout.", "stdout": false},
+         // A comment documents the next key just as well.
+         "device": "hw:1"}
+        """
+        let config = try parse(json)
+        XCTAssertEqual(config.threads, 3)
+        XCTAssertFalse(config.outputs.stdout)
+        let docs = try DaemonConfig.documentation(data: Data(json.utf8))
+        XCTAssertEqual(docs["threads"], "Inference threads.")
+        XCTAssertEqual(docs["outputs.stdout"], "Write events to stdout.")
+        XCTAssertEqual(docs["device"], "A comment documents the next key just as well.")
+        XCTAssertNil(docs["outputs"])
+        XCTAssertEqual(docs["comment"], "repeated header entries are fine")
+    }
+
+    func testDuplicateKeysAreRejectedWhereTheyRepeat() {
+        let duplicate = parseError("{\"threads\": 1,\n \"outputs\": {\"stdout\": true, \"stdout\": false}}")
+        XCTAssertEqual(duplicate?.key, "outputs.stdout")
+        assertMentions(duplicate, ["test.json:2:30", "duplicate key"])
+        assertMentions(parseError(#"{"threads": 1, "threads": 1}"#), ["threads", "duplicate key"])
+    }
+
+    /// The config's messages for event settings come from `EventSettings.validate`, the only copy of the rules,
+    /// whether the value came from the file or from a flag applied afterwards.
+    func testEventSettingRulesAreEventSettingsOwn() throws {
+        XCTAssertThrowsError(try EventSettings(onThreshold: 0.4, offThreshold: 0.6).validate(event: "siren")) { error in
+            let e = error as? EventSettingsError
+            XCTAssertEqual(e?.field, "off_threshold")
+            XCTAssertEqual(e?.value, "0.6")
+            XCTAssertTrue(e?.expected.hasPrefix("at most on_threshold (0.4)") ?? false, "\(String(describing: e))")
+        }
+        var config = try parse(#"{"events": ["siren"], "event_settings": {"siren": {"max_duration": 5}}}"#)
+        config.defaults.minDuration = 6  // as a flag would
+        XCTAssertThrowsError(try config.validate()) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "event_settings.siren.max_duration")
+            XCTAssertTrue("\(error)".contains("5.0 is not allowed; expected seconds, at least min_duration (6.0)"), "\(error)")
+        }
+        config.defaults.minDuration = 0.3
+        config.defaults.mergeGap = -1
+        XCTAssertThrowsError(try config.validate()) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "defaults.merge_gap")
+        }
     }
 }
