@@ -1,5 +1,6 @@
 import Detection
 import Foundation
+import HTSAT
 import Logging
 
 /// The daemon's configuration: a JSON file (`--config PATH`), then command-line flags set on top.
@@ -8,31 +9,9 @@ import Logging
 /// requires an event, which may come from `--events`). The file may hold `//` and `/* */` comments, and keys starting
 /// with `_` are documentation, ignored at every level. `config.example.json` documents every key.
 public struct DaemonConfig: Equatable, Sendable, Decodable {
-    /// Signal parameters of the official HTS-AT training setups (config.py / esc_config.py).
-    public enum Preset: String, CaseIterable, Sendable {
-        case audioset, esc50, scv2
-        /// Sample rate in Hz: 16 kHz for Speech Commands, 32 kHz otherwise.
-        public var sampleRate: Int { self == .scv2 ? 16000 : 32000 }
-        /// STFT hop in samples (10 ms).
-        public var hopSize: Int { self == .scv2 ? 160 : 320 }
-        /// Samples per model window: all three train on 10-s inputs (ESC-50 doubles its 5-s clips,
-        /// Speech Commands repeats its 1-s clips up to `clip_samples`).
-        public var clipSamples: Int { sampleRate * 10 }
-    }
-
     /// Arithmetic of the network's linear layers: `float32` is output-identical to the official model (default);
     /// `bfloat16` is opt-in, AVX512-BF16 CPUs only, about 40 % faster, with scores drifting by about 1e-3.
     public enum Precision: String, CaseIterable, Sendable { case float32, bfloat16 }
-
-    /// The effective signal parameters: the preset's, with any overrides applied.
-    public struct Signal: Equatable, Sendable {
-        public var sampleRate: Int, hopSize: Int, clipSamples: Int
-        public init(sampleRate: Int, hopSize: Int, clipSamples: Int) {
-            (self.sampleRate, self.hopSize, self.clipSamples) = (sampleRate, hopSize, clipSamples)
-        }
-        /// Window length in seconds.
-        public var clipSeconds: Double { Double(clipSamples) / Double(sampleRate) }
-    }
 
     /// Per-event changes to `defaults`; nil fields inherit the default.
     public struct EventOverrides: Equatable, Sendable, Decodable {
@@ -128,9 +107,11 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     // The file's keys in camelCase; config.example.json documents each.
     /// HTS-AT checkpoint; relative paths in a file are relative to the file's directory.
     public var model = DaemonConfig.defaultModelPath
-    /// AudioSet class_labels_indices.csv; nil means the one beside the model.
+    /// Labels CSV (index,mid,display_name); nil: class_labels_indices.csv beside the model if there is one, else the
+    /// built-in set for the model's class count (AudioSet, ESC-50, Speech Commands V2).
     public var labels: String?
-    public var preset = Preset.audioset
+    /// The checkpoint's official configuration; nil reads it from the checkpoint, a value is checked against it.
+    public var preset: ModelPreset?
     /// Overrides of the preset's sample rate (Hz), hop (samples) and window (samples).
     public var sampleRate: Int?, hopSize: Int?, clipSamples: Int?
     /// ALSA capture PCM, its period in ms, and whether a capture error exits (for systemd to restart) or reopens.
@@ -155,7 +136,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         let top = try ConfigValue(decoder).object(allowed: Self.topLevelKeys)
         model = try top["model"]?.path() ?? model
         labels = try top["labels"].nullable { try $0.path() } ?? labels
-        preset = try top["preset"]?.choice("a preset") ?? preset
+        preset = try top["preset"].nullable { try $0.choice("a preset") } ?? preset
         sampleRate = try top["sample_rate"].nullable { try $0.integer() } ?? sampleRate
         hopSize = try top["hop_size"].nullable { try $0.integer() } ?? hopSize
         clipSamples = try top["clip_samples"].nullable { try $0.integer() } ?? clipSamples
@@ -176,7 +157,15 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
     }
 
-    /// The label file: `labels`, or class_labels_indices.csv in the model's directory.
+    /// The labels file to read: `labels`, else class_labels_indices.csv beside the model when it exists; nil means
+    /// the built-in set.
+    public var labelsFile: String? {
+        if let labels { return labels }
+        let beside = Self.labelsPath(besideModel: model)
+        return FileManager.default.fileExists(atPath: beside) ? beside : nil
+    }
+
+    /// The labels file looked for when `labels` is unset.
     public var labelsPath: String { labels ?? Self.labelsPath(besideModel: model) }
 
     /// class_labels_indices.csv in the directory of the checkpoint at `model`.
@@ -184,17 +173,28 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         URL(fileURLWithPath: model).deletingLastPathComponent().appendingPathComponent(labelsFileName).path
     }
 
-    /// The preset's signal parameters with any overrides applied.
-    public var signal: Signal {
-        Signal(sampleRate: sampleRate ?? preset.sampleRate, hopSize: hopSize ?? preset.hopSize,
-               clipSamples: clipSamples ?? preset.clipSamples)
+    /// The signal to check the timing against before the checkpoint is read: the preset's (AudioSet's when unset)
+    /// with the overrides applied.
+    public var signal: SignalConfig { signal(overriding: (preset ?? .audioset).signal) }
+
+    /// `base` (the checkpoint's signal) with the configured sample rate, hop and window overrides applied.
+    public func signal(overriding base: SignalConfig) -> SignalConfig {
+        SignalConfig(sampleRate: sampleRate ?? base.sampleRate, hopSize: hopSize ?? base.hopSize,
+                     clipSamples: clipSamples ?? base.clipSamples, fmin: base.fmin, fmax: base.fmax)
     }
 
-    /// The settings of `event` (a name as written in `events`): `defaults` with its overrides applied.
-    public func settings(for event: String) -> EventSettings { eventSettings[event]?.applied(to: defaults) ?? defaults }
+    /// The settings of `event` (a name as written in `events`): its overrides applied to `base`, by default `defaults`.
+    public func settings(for event: String, base: EventSettings? = nil) -> EventSettings {
+        eventSettings[event]?.applied(to: base ?? defaults) ?? base ?? defaults
+    }
 
-    /// Names in `event_settings` that are not in `events` (worth a warning: likely a typo).
-    public var unusedEventSettings: [String] { eventSettings.keys.filter { !events.contains($0) }.sorted() }
+    /// Names in `event_settings` that are neither in `events` nor among `resolved` names (worth a warning: a typo).
+    public func unusedEventSettings(resolved: [String] = []) -> [String] {
+        eventSettings.keys.filter { !events.contains($0) && !resolved.contains($0) }.sorted()
+    }
+
+    /// Names in `event_settings` that are not in `events`.
+    public var unusedEventSettings: [String] { unusedEventSettings() }
 
     /// Socket permissions from an octal string ("0660" or "660"), as `outputs.socket_mode` and `--socket-mode` take them.
     public static func parseSocketMode(_ text: String) -> UInt32? {

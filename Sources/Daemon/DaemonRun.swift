@@ -21,10 +21,10 @@ final class DaemonRun {
         self.config = config
         self.logger = logger
         notifier = SystemdNotifier(logger: logger)
-        for name in config.unusedEventSettings {
+        loaded = try LoadedModel(config: config, logger: logger)
+        for name in loaded.unusedEventSettings {
             logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
         }
-        loaded = try LoadedModel(config: config, logger: logger)
         outputs = try OutputsService(config: config.outputs, logger: logger)
     }
 

@@ -16,33 +16,47 @@ struct LoadedModel {
     let model: HTSATModel
     let specs: [EventSpec]
     let labels: AudioSetLabels
+    /// Names in `event_settings` that match no selected event (worth a warning: likely a typo).
+    let unusedEventSettings: [String]
 
-    /// Loads labels first (cheap, and the usual mistake), resolves the events, then loads the checkpoint.
+    /// Reads what the checkpoint is (cheap), then labels and events (the usual mistakes), then builds the model.
     init(config: DaemonConfig, logger: Logger) throws {
-        let labels = try loadLabels(path: config.labelsPath)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let stateDict = try openCheckpoint(config.model)
+        var profile = try ModelProfile.infer(from: stateDict, preset: config.preset)
+        profile.signal = config.signal(overriding: profile.signal)
+        let labels = try AudioSetLabels.forModel(classes: profile.classes, labelsFile: config.labelsFile)
         let catalog = try EventCatalog(labels: labels)
         let definitions = try catalog.resolve(config.events)
-        specs = zip(config.events, definitions).map { name, definition in
-            let overridden = config.eventSettings[name] != nil ? name : definition.name
-            return EventSpec(definition: definition, settings: config.settings(for: overridden))
+        // Per-event overrides are keyed by the name as written in `events` or by the resolved name.
+        let typed = Dictionary(config.events.compactMap { name in (try? catalog.resolve(name)).map { ($0.name, name) } },
+                               uniquingKeysWith: { first, _ in first })
+        specs = definitions.map { definition in
+            // The event's own defaults (the DESED thresholds) over the global ones, then the user's overrides.
+            let base = definition.defaultSettings(base: config.defaults)
+            let key = [typed[definition.name], definition.name].compactMap { $0 }.first { config.eventSettings[$0] != nil }
+            return EventSpec(definition: definition, settings: config.settings(for: key ?? definition.name, base: base))
         }
-        let started = DispatchTime.now().uptimeNanoseconds
-        model = try loadModel(path: config.model, signal: config.signal.modelSignal, threads: config.threads,
-                              precision: config.precision == .bfloat16 ? .bfloat16 : .float32)
-        try labels.validate(classes: model.config.classes)
+        unusedEventSettings = config.unusedEventSettings(resolved: definitions.map(\.name))
+        model = try HTSATModel(stateDict: stateDict, profile: profile, threads: config.threads,
+                               precision: config.precision == .bfloat16 ? .bfloat16 : .float32)
         self.labels = labels
-        logger.info("model loaded", metadata: [
-            "path": "\(config.model)",
-            "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
+        var metadata: Logger.Metadata = [
+            "path": "\(config.model)", "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
+            "configuration": "\(profile)", "sample_rate": "\(profile.signal.sampleRate)",
             "embed_dim": "\(model.config.embedDim)", "depths": "\(model.config.depths)",
-            "classes": "\(model.config.classes)", "threads": "\(config.threads)", "precision": "\(config.precision.rawValue)",
-        ])
+            "classes": "\(model.config.classes)", "labels": "\(labels.source)",
+            "threads": "\(config.threads)", "precision": "\(config.precision.rawValue)",
+        ]
+        if let note = profile.note { metadata["note"] = "\(note)" }
+        logger.info("model loaded", metadata: metadata)
     }
 
     /// A scheduler over this model with the configured events and timing; `output` gets every start and stop.
     func scheduler(config: DaemonConfig, logger: Logger, afterWindow: @escaping () -> Void,
                    output: @escaping (DetectionEvent) -> Void) throws -> WindowScheduler {
-        let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: config.signal.clipSeconds, hopSeconds: config.hopSeconds)
+        let clipSeconds = Double(model.config.signal.clipSamples) / Double(model.config.signal.sampleRate)
+        let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: clipSeconds, hopSeconds: config.hopSeconds)
         let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
                                     settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle))
         let infer = WindowScheduler.inference(model: model)
@@ -56,28 +70,26 @@ struct LoadedModel {
     }
 }
 
-/// Reads the AudioSet label list, with a hint for the usual cause (not downloaded yet).
-func loadLabels(path: String) throws -> AudioSetLabels {
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw DaemonError("labels file \(path) not found: pass --labels PATH, set \"labels\" in the config, or run scripts/download-model.sh")
-    }
-    return try AudioSetLabels(contentsOf: URL(fileURLWithPath: path))
-}
-
-/// Loads a checkpoint (.ckpt, torch.save or .safetensors) into a model.
-func loadModel(path: String, signal: SignalConfig, threads: Int, precision: HTSATPrecision = .float32) throws -> HTSATModel {
+/// Memory-maps a checkpoint, with a hint for the usual cause of a missing one (not downloaded yet).
+func openCheckpoint(_ path: String) throws -> StateDict {
     guard FileManager.default.fileExists(atPath: path) else {
         throw DaemonError("model file \(path) not found: pass --model PATH, set \"model\" in the config, or run scripts/download-model.sh")
     }
-    return try HTSATModel(stateDict: try StateDict.load(contentsOf: path), signal: signal, threads: threads, precision: precision)
+    return try StateDict.load(contentsOf: path)
 }
 
-extension DaemonConfig.Signal {
-    /// The model's signal parameters (fmin/fmax only shape the stored mel filterbank, so the preset's are kept).
-    var modelSignal: SignalConfig {
-        SignalConfig(sampleRate: sampleRate, hopSize: hopSize, clipSamples: clipSamples,
-                     fmin: SignalConfig.audioSet.fmin, fmax: SignalConfig.audioSet.fmax)
+/// Loads a checkpoint (.ckpt, torch.save or .safetensors) into a model; its configuration is read from the file
+/// and checked against `preset` when one is given.
+func loadModel(path: String, preset: ModelPreset?, threads: Int, precision: HTSATPrecision = .float32) throws -> HTSATModel {
+    try HTSATModel(stateDict: openCheckpoint(path), preset: preset, threads: threads, precision: precision)
+}
+
+/// A `--preset` value, or an error listing the presets.
+func modelPreset(_ name: String) throws -> ModelPreset {
+    guard let preset = ModelPreset(rawValue: name) else {
+        throw DaemonError("--preset \(name): expected one of \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", "))")
     }
+    return preset
 }
 
 /// CPU time (user + system) this process has used, in seconds.

@@ -17,8 +17,8 @@ public struct Run: ParsableCommand {
 
     @Option(help: "JSON configuration file (see config.example.json).") var config: String?
     @Option(help: "Model checkpoint: the official .ckpt, a torch.save state_dict or .safetensors.") var model: String?
-    @Option(help: "AudioSet class_labels_indices.csv (default: beside the model).") var labels: String?
-    @Option(help: "Signal preset of the checkpoint: audioset, esc50 or scv2.") var preset: String?
+    @Option(help: "Labels CSV (index,mid,display_name); default: class_labels_indices.csv beside the model, else the built-in set for its class count.") var labels: String?
+    @Option(help: "Check the checkpoint against this preset: audioset, esc50 or scv2 (default: read from the checkpoint).") var preset: String?
     @Option(help: "ALSA capture device, e.g. hw:1, plughw:1,0, default.") var device: String?
     @Option(help: "Comma-separated event names (built-in groups or AudioSet labels; see 'htsatd events').")
     var events: [String] = []
@@ -52,7 +52,7 @@ public struct Run: ParsableCommand {
         if let model { c.model = model }
         if let labels { c.labels = labels }
         if let preset {
-            c.preset = try presetFlag(preset)
+            c.preset = try modelPreset(preset)
         }
         if let device { c.device = device }
         let names = events.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -125,12 +125,4 @@ func makeLogger(level: Logger.Level) -> Logger {
     var logger = Logger(label: "htsatd") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = level
     return logger
-}
-
-/// The `--preset` flag's value, or an error listing the presets.
-func presetFlag(_ name: String) throws -> DaemonConfig.Preset {
-    guard let preset = DaemonConfig.Preset(rawValue: name) else {
-        throw DaemonError("--preset \(name): expected one of \(DaemonConfig.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return preset
 }

@@ -8,7 +8,7 @@ extension WindowScheduler {
         let box = Box(HTSATOutput(config: model.config))
         return { samples, body in
             model.infer(samples, into: &box.output, tap: nil)
-            box.output.framewise.withUnsafeBufferPointer(body)
+            box.output.frameScores.withUnsafeBufferPointer(body)  // softmax per frame for ESC-50, else framewise
         }
     }
 }

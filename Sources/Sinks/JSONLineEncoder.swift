@@ -193,3 +193,23 @@ struct JSONLineEncoder {
         mutating func superEncoder() -> Encoder { NodeEncoder(slot: add(), codingPath: codingPath) }
     }
 }
+
+/// A JSON object with keys chosen at run time, written in the given order (a dictionary would lose it).
+public struct OrderedJSONObject<Value: Encodable>: Encodable {
+    /// The members, in output order.
+    public var members: [(key: String, value: Value)]
+
+    public init(_ members: [(key: String, value: Value)]) { self.members = members }
+
+    private struct Key: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        for (key, value) in members { try c.encode(value, forKey: Key(stringValue: key)) }
+    }
+}

@@ -218,9 +218,10 @@ final class ALSACaptureTests: XCTestCase {
         let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: { _ in })
         capture.start()
         XCTAssertEqual(ring.waitForSamples(1, timeout: 10), .ready)
+        // Three seconds of audio (at the 32 kHz ring rate) must arrive well within 1.5 s of wall time.
         let start = Date()
         let before = capture.stats.framesCaptured
-        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(ring.waitForSamples(ring.totalWritten + 3 * 32000, timeout: 1.5), .ready, "capture is not faster than real time")
         let frames = capture.stats.framesCaptured - before
         let elapsed = Date().timeIntervalSince(start)
         capture.stop()
@@ -335,7 +336,8 @@ final class ALSACaptureTests: XCTestCase {
             let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: log.append)
             capture.start()
             XCTAssertTrue(log.wait(timeout: 10) { !$0.isEmpty }, "\(device)")
-            Thread.sleep(forTimeInterval: 0.2)
+            // Mid-stream (audio flowing) or already waiting to retry the absent device.
+            if device != "absent" { XCTAssertEqual(ring.waitForSamples(3200, timeout: 10), .ready, device) }
             let start = Date()
             capture.stop()
             let took = Date().timeIntervalSince(start)

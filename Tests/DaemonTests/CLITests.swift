@@ -346,6 +346,7 @@ final class DatagramListener {
     private let lock = NSLock()
     private var received: [String] = []
     private var done = false
+    private let finished = DispatchSemaphore(value: 0)
 
     init(path: String) throws {
         self.path = path
@@ -355,7 +356,7 @@ final class DatagramListener {
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
                 lock.lock(); let stop = done; lock.unlock()
-                if stop { return }
+                if stop { finished.signal(); return }
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
@@ -369,7 +370,7 @@ final class DatagramListener {
 
     deinit {
         lock.lock(); done = true; lock.unlock()
-        usleep(200_000)
+        finished.wait()  // the reader thread has seen `done` and left; only then may its fd close
         close(fd)
     }
 

@@ -1,6 +1,7 @@
 import Daemon
 import Detection
 import Foundation
+import HTSAT
 import TestSupport
 import XCTest
 
@@ -35,7 +36,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config, DaemonConfig())
         XCTAssertEqual(config.model, "/var/lib/htsatd/HTSAT_AudioSet_Saved_1.ckpt")
         XCTAssertEqual(config.labelsPath, "/var/lib/htsatd/class_labels_indices.csv")
-        XCTAssertEqual(config.signal, DaemonConfig.Signal(sampleRate: 32000, hopSize: 320, clipSamples: 320_000))
+        XCTAssertEqual(config.signal, SignalConfig(sampleRate: 32000, hopSize: 320, clipSamples: 320_000, fmin: 50, fmax: 14000))
+        XCTAssertNil(config.preset, "read from the checkpoint unless given")
         XCTAssertEqual(config.signal.clipSeconds, 10)
         XCTAssertEqual(config.device, "default")
         XCTAssertEqual(config.periodMs, 32)
@@ -102,13 +104,14 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config, expected)
         XCTAssertNoThrow(try config.validate())
         XCTAssertEqual(config.labelsPath, "/m/labels.csv")
-        XCTAssertEqual(config.signal, DaemonConfig.Signal(sampleRate: 22050, hopSize: 220, clipSamples: 110_250))
+        XCTAssertEqual(config.signal, SignalConfig(sampleRate: 22050, hopSize: 220, clipSamples: 110_250, fmin: 50, fmax: 14000))
         XCTAssertEqual(config.signal.clipSeconds, 5)
     }
 
     func testPresets() throws {
-        XCTAssertEqual(try parse(#"{"preset": "esc50"}"#).signal, .init(sampleRate: 32000, hopSize: 320, clipSamples: 320_000))
-        XCTAssertEqual(try parse(#"{"preset": "scv2"}"#).signal, .init(sampleRate: 16000, hopSize: 160, clipSamples: 160_000))
+        XCTAssertEqual(try parse(#"{"preset": "esc50"}"#).signal, .init(sampleRate: 32000, hopSize: 320, clipSamples: 320_000, fmin: 50, fmax: 14000))
+        XCTAssertEqual(try parse(#"{"preset": "scv2"}"#).signal, .init(sampleRate: 16000, hopSize: 160, clipSamples: 160_000, fmin: 50, fmax: 14000))
+        XCTAssertNil(try parse(#"{"preset": null}"#).preset)
         XCTAssertEqual(try parse(#"{"preset": "scv2", "hop_size": null}"#).signal.hopSize, 160)
         assertMentions(parseError(#"{"preset": "AudioSet2"}"#), ["preset", "\"AudioSet2\"", "audioset, esc50, scv2"])
     }

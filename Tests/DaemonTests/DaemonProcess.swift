@@ -129,3 +129,14 @@ func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
 }
+
+/// A mono float32 WAV file's bytes, for streams the tests assemble from fixture clips.
+func floatWAV(_ samples: [Float], rate: Int) -> Data {
+    func le<T: FixedWidthInteger>(_ v: T) -> Data { withUnsafeBytes(of: v.littleEndian) { Data($0) } }
+    let bytes = samples.count * 4
+    var d = Data("RIFF".utf8) + le(UInt32(36 + bytes)) + Data("WAVEfmt ".utf8)
+    d += le(UInt32(16)) + le(UInt16(3)) + le(UInt16(1)) + le(UInt32(rate)) + le(UInt32(rate * 4)) + le(UInt16(4)) + le(UInt16(32))
+    d += Data("data".utf8) + le(UInt32(bytes))
+    samples.withUnsafeBytes { d += Data($0) }
+    return d
+}

@@ -72,23 +72,8 @@ private struct Report {
     private struct JSON: Encodable {
         let model: String, threads: Int, isa: String, runs: Int
         let median_ms: Double, p10_ms: Double, p90_ms: Double, min_ms: Double, max_ms: Double
-        let stages_ms: Stages, gflop_per_window: Double, gflops: Double, parameters: Int
+        let stages_ms: OrderedJSONObject<Double>, gflop_per_window: Double, gflops: Double, parameters: Int
         let load_ms: Double?, peak_rss_mb: Double?
-    }
-
-    /// Stage times in pipeline order (a dictionary would lose it).
-    private struct Stages: Encodable {
-        let parts: [(String, Double)]
-        private struct Key: CodingKey {
-            let stringValue: String
-            init(stringValue: String) { self.stringValue = stringValue }
-            var intValue: Int? { nil }
-            init?(intValue: Int) { nil }
-        }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: Key.self)
-            for (name, ms) in parts { try c.encode(ms, forKey: Key(stringValue: name)) }
-        }
     }
 
     func json() -> String {
@@ -97,7 +82,7 @@ private struct Report {
             model: model, threads: threads, isa: isa, runs: result.runs.count,
             median_ms: r(result.median), p10_ms: r(result.p10), p90_ms: r(result.p90),
             min_ms: r(result.runs.min() ?? 0), max_ms: r(result.runs.max() ?? 0),
-            stages_ms: Stages(parts: result.stageMedians.map { ($0.name, r($0.ms)) }),
+            stages_ms: OrderedJSONObject(result.stageMedians.map { ($0.name, r($0.ms)) }),
             gflop_per_window: r(gflop), gflops: (gflop / (result.median / 1000) * 10).rounded() / 10,
             parameters: parameters, load_ms: loadMs.map(r), peak_rss_mb: peakRSS.map { ($0 * 10).rounded() / 10 }))
     }

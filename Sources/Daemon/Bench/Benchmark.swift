@@ -1,5 +1,6 @@
 import Foundation
 import HTSAT
+import Sinks
 
 /// A model shape for random benchmark weights, in the official HTS-AT state_dict layout.
 public struct BenchmarkArchitecture: Sendable, Equatable {
@@ -159,14 +160,14 @@ public enum Benchmark {
     public static func writeSafetensors(_ tensors: [String: (shape: [Int], values: [Float])], to path: String) throws {
         let keys = tensors.keys.sorted()
         var offset = 0
-        var entries: [String] = []
+        struct Entry: Encodable { let dtype = "F32"; let shape: [Int]; let data_offsets: [Int] }
+        var entries: [(key: String, value: Entry)] = []
         for key in keys {
             let t = tensors[key]!, bytes = t.values.count * 4
-            let shape = t.shape.map(String.init).joined(separator: ",")
-            entries.append("\"\(key)\":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            entries.append((key, Entry(shape: t.shape, data_offsets: [offset, offset + bytes])))
             offset += bytes
         }
-        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        var header = Array(LineEncoder.encode(OrderedJSONObject(entries)).utf8)
         while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
         guard let file = fopen(path, "wb") else {
             throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])

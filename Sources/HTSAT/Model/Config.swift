@@ -32,6 +32,9 @@ public struct SignalConfig: Sendable, Equatable {
 
     /// STFT frames of a full clip (centred frames: `clipSamples / hopSize + 1`).
     public var clipFrames: Int { clipSamples / hopSize + 1 }
+
+    /// Window length in seconds.
+    public var clipSeconds: Double { Double(clipSamples) / Double(sampleRate) }
 }
 
 /// The architecture inferred from a checkpoint.
