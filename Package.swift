@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Architecture, dependencies pointing one way (each arrow: "is used by"):
-//   SystemSupport → AudioCapture (capture) ───────────┐
+//   SystemSupport → AudioCapture (capture), HTSAT ─────┐
 //   CHTSATKernels → FrontEnd (DSP) → HTSAT (model) ──→ Engine (ring + model + scheduler) ─┐
 //   Detection (pure logic: fusion, tracker, catalogue) ┴→ Sinks (outputs) ────────────────┴→ Daemon → htsatd
 let package = Package(
@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "FrontEnd", dependencies: ["CFFTW", "CHTSATKernels"]),
         // The HTS-AT model: checkpoint loading and the network.
         .target(name: "HTSAT", dependencies: [
-            "FrontEnd", "CHTSATKernels", .product(name: "Logging", package: "swift-log"),
+            "FrontEnd", "CHTSATKernels", "SystemSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         // Pure detection logic: score fusion, event tracker, event catalogue and labels. Imports no model, no capture.
         .target(name: "Detection"),

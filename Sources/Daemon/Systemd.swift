@@ -1,6 +1,7 @@
 import CSystemd
 import Foundation
 import Logging
+import SystemSupport
 
 /// Tells systemd (Type=notify) about readiness, status and liveness through libsystemd's `sd_notify`.
 ///
@@ -58,7 +59,7 @@ public struct SystemdNotifier: Sendable {
         let result = sd_notify(0, assignments.joined(separator: "\n"))
         if result < 0 {
             logger?.warning("systemd notification failed", metadata: [
-                "state": "\(assignments.first ?? "")", "error": "\(String(cString: strerror(-result)))",
+                "state": "\(assignments.first ?? "")", "error": "\(Errno(-result))",
             ])
         }
         return result > 0

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SystemSupport
 
 /// A whole file mapped read-only (MAP_PRIVATE), unmapped when the last reference goes.
 final class MappedFile: @unchecked Sendable {
@@ -13,16 +14,19 @@ final class MappedFile: @unchecked Sendable {
     /// Maps `path`; an empty file is reported as `.empty` because mmap rejects zero lengths.
     init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+        let fd: Int32
+        switch posixCall({ open(path, O_RDONLY | O_CLOEXEC) }) {
+        case .success(let n): fd = Int32(n)
+        case .failure(let error): throw WeightsError.cannotOpen(file: path, reason: "\(error)")
+        }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw WeightsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+        guard fstat(fd, &st) == 0 else { throw WeightsError.cannotOpen(file: path, reason: "\(Errno.current)") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw WeightsError.cannotOpen(file: path, reason: "not a regular file") }
         guard st.st_size > 0 else { throw WeightsError.empty(file: path) }
         let size = Int(st.st_size)
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw WeightsError.cannotOpen(file: path, reason: "mmap: " + String(cString: strerror(errno)))
+            throw WeightsError.cannotOpen(file: path, reason: "mmap: \(Errno.current)")
         }
         base = UnsafeRawPointer(p)
         count = size
