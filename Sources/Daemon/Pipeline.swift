@@ -126,7 +126,8 @@ final class Pipeline: @unchecked Sendable {
     private func makeScheduler(clock: @escaping @Sendable (Double) -> Date) throws -> WindowScheduler {
         let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: config.signal.clipSeconds, hopSeconds: config.hopSeconds)
         let detector = try Detector(events: loaded.specs, geometry: loaded.geometry, classes: loaded.model.config.classes,
-                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle))
+                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle),
+                                    hopSeconds: config.hopSeconds)
         let encoder = EventLineEncoder(clock: clock)
         let fanout = SinkFanout(sinks)
         let infer = WindowScheduler.inference(model: loaded.model)

@@ -33,6 +33,8 @@ public struct DetectionEvent: Equatable, Sendable {
     public var score: Float
     /// Member labels by descending score: those above the label floor, and at least the top one.
     public var labels: [LabelScore]
+    /// False on the stop of an early start the settled read-out did not confirm (its `end` is then start + min duration).
+    public var confirmed: Bool = true
 
     /// Creates an event.
     public init(kind: Kind, event: String, id: Int, start: Double, end: Double? = nil, score: Float, labels: [LabelScore]) {
@@ -82,6 +84,7 @@ public struct EventLineEncoder: Sendable {
         if event.kind == .stop, let end = event.end {
             fields.append(("end", json(rounded(end))))
             fields.append(("duration", json(rounded(end - event.start))))
+            if !event.confirmed { fields.append(("confirmed", "false")) }
         }
         fields.append(("time", json(Self.timestamp(clock(instant)))))
         fields.append((event.kind == .start ? "score" : "peak_score", json(rounded(Double(event.score)))))

@@ -88,9 +88,11 @@ public final class Detector {
     private var pending: [DetectionEvent] = []
     private var finished = false
 
-    /// Creates the core for a model with `classes` outputs; validates every event's settings.
+    /// Creates the core for a model with `classes` outputs; validates every event's settings. `hopSeconds` is the
+    /// scheduler's window hop (it sets the trackers' `onsetTolerance`); `onsetSettle` nil or equal to `settle` means
+    /// settled starts only.
     public init(events: [EventSpec], geometry: WindowGeometry, classes: Int,
-                settle: Double, onsetSettle: Double? = nil,
+                settle: Double, onsetSettle: Double? = nil, hopSeconds: Double = 1,
                 cellSeconds: Double = Detector.defaultCell, labelFloor: Float = 0.1) throws {
         guard !events.isEmpty else { throw DetectorError.noEvents }
         var used: [Int] = []
@@ -115,7 +117,9 @@ public final class Detector {
                                       cellSeconds: cellSeconds, settleSeconds: settle,
                                       onsetSettleSeconds: onsetSettle.map { min($0, settle) })
         let ids = EventIDCounter()
-        self.trackers = events.map { EventTracker(definition: $0.definition, settings: $0.settings, labelFloor: labelFloor, ids: ids) }
+        self.trackers = events.map {
+            EventTracker(definition: $0.definition, settings: $0.settings, labelFloor: labelFloor, hopSeconds: hopSeconds, ids: ids)
+        }
         self.memberScratch = [Float](repeating: 0, count: memberSlots.map(\.count).max() ?? 0)
         pending.reserveCapacity(16)
     }
@@ -124,8 +128,10 @@ public final class Detector {
     /// returns the starts and stops now decided. Windows whose end does not increase are ignored.
     public func consume(windowEndSample: Int64, framewise: UnsafeBufferPointer<Float>) -> [DetectionEvent] {
         guard !finished else { return [] }
-        fusion.add(windowEnd: windowEndSample, framewise: framewise,
-                   early: { cell, scores in self.track(cell, scores, early: true) }) { cell, scores, _ in track(cell, scores) }
+        // Without a lag between the read-outs the early one would only repeat the settled one.
+        let early: ((Int64, UnsafeBufferPointer<Float>) -> Void)? =
+            fusion.onsetSettleSamples < fusion.settleSamples ? { cell, scores in self.track(cell, scores, early: true) } : nil
+        fusion.add(windowEnd: windowEndSample, framewise: framewise, early: early) { cell, scores, _ in track(cell, scores) }
         return takePending()
     }
 

@@ -33,4 +33,14 @@ final class EventLineTests: XCTestCase {
         XCTAssertEqual(labels.first?["label"] as? String, "Smoke detector, smoke alarm")
         XCTAssertTrue(line.hasPrefix(#"{"type":"stop","event":"#), line)
     }
+
+    func testUnconfirmedStopSaysSo() {
+        let encoder = EventLineEncoder(clock: EventLineEncoder.clock(origin: origin))
+        var event = DetectionEvent(kind: .stop, event: "siren", id: 7, start: 51, end: 51.25, score: 0.7,
+                                   labels: [LabelScore(label: "Siren", score: 0.7)])
+        XCTAssertFalse(encoder.line(for: event).contains("confirmed"), "confirmed stops keep today's line")
+        event.confirmed = false
+        XCTAssertEqual(encoder.line(for: event),
+                       #"{"type":"stop","event":"siren","id":7,"start":51,"end":51.25,"duration":0.25,"confirmed":false,"time":"2023-11-14T22:14:11.250Z","peak_score":0.7,"labels":[{"label":"Siren","score":0.7}]}"#)
+    }
 }
