@@ -130,13 +130,22 @@ final class TrackerPropertyTests: XCTestCase {
                 }
                 c.tracks.append(track)
                 c.features.append("class \(cls): " + (features.isEmpty ? "quiet" : features.joined(separator: ", ")))
-                var lingered = track
-                let back = Int(c.linger / step)
-                for i in lingered.indices { lingered[i] = track[Swift.max(0, i - back)...i].max()! }
-                c.lingered.append(lingered)
+                c.lingered.append(runningMax(track, over: Int(c.linger / step)))
             }
         }
         return c
+    }
+
+    /// `out[i]` = max of `x[i - back ... i]`, in linear time (a queue of indices with decreasing values).
+    static func runningMax(_ x: [Float], over back: Int) -> [Float] {
+        var out = x, queue: [Int] = [], head = 0
+        for i in x.indices {
+            while queue.count > head, x[queue[queue.count - 1]] <= x[i] { queue.removeLast() }
+            queue.append(i)
+            if queue[head] < i - back { head += 1 }
+            out[i] = x[queue[head]]
+        }
+        return out
     }
 
     /// Runs the case's windows through a detector with `onsetSettle`; returns its lines.
