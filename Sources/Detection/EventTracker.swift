@@ -172,12 +172,14 @@ public final class EventTracker {
                                      score: score, labels: announced.labels))
     }
 
-    /// Closes open events at `time` (or where the score last fell below `off`); drops an unconfirmed onset.
+    /// Closes open events at `time` (or where the score last fell below `off`), an unconfirmed early start as such.
     /// Call after the last cell has been processed.
     public func finish(at time: Double, into events: inout [DetectionEvent]) {
         if phase == .active {
-            // A confirmed event lasts at least the minimum duration even if the last cell ends past `time`.
-            let end = belowSince ?? (undecidedUntil == nil ? max(time, settledStart + settings.minDuration) : time)
+            // A confirmed event lasts at least the minimum duration even if the last cell ends past `time`; a split's
+            // continuation is not confirmed yet, and is dropped if shorter.
+            let continuation = undecidedUntil != nil && early == nil
+            let end = belowSince ?? (continuation ? time : max(time, settledStart + settings.minDuration))
             stopSettled(end: end, into: &events)
         }
         closeEarly(into: &events)
