@@ -60,7 +60,9 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "AudioCapture", "TestSupport"]),
         .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "SystemSupport", "TestSupport"]),
-        .testTarget(name: "DetectionTests", dependencies: ["Detection", "TestSupport"]),
+        // The pure-logic tests, plus the event-line contract on the fixture streams through the real model.
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "Engine", "HTSAT", "AudioCapture", "TestSupport",
+                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Detection", "HTSAT", "AudioCapture", "Sinks", "TestSupport",
                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SinksTests", dependencies: ["Sinks", "Detection", "SystemSupport", "TestSupport"]),

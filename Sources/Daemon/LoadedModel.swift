@@ -58,7 +58,8 @@ struct LoadedModel {
         let clipSeconds = Double(model.config.signal.clipSamples) / Double(model.config.signal.sampleRate)
         let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: clipSeconds, hopSeconds: config.hopSeconds)
         let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
-                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle))
+                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle),
+                                    hopSeconds: config.hopSeconds)
         let infer = WindowScheduler.inference(model: model)
         return try WindowScheduler(
             detector: detector, hopSeconds: config.hopSeconds, logger: logger,

@@ -31,6 +31,8 @@ public struct DetectionEvent: Equatable, Sendable {
     public var score: Float
     /// Member labels by descending score: those above the label floor, and at least the top one.
     public var labels: [LabelScore]
+    /// False on the stop of an early start the settled read-out did not confirm (its `end` is then start + min duration).
+    public var confirmed: Bool = true
 
     /// Creates an event.
     public init(kind: Kind, event: String, id: Int, start: Double, end: Double? = nil, score: Float, labels: [LabelScore]) {

@@ -99,6 +99,7 @@ public struct EventLine: Encodable, Sendable, Equatable {
         if event.kind == .stop, let end = event.end {
             try c.encode(r(end), forKey: .end)
             try c.encode(r(end - event.start), forKey: .duration)
+            if !event.confirmed { try c.encode(false, forKey: .confirmed) }
         }
         try c.encode(time, forKey: .time)
         try c.encode(r(Double(event.score)), forKey: event.kind == .start ? .score : .peakScore)

@@ -54,8 +54,11 @@ final class EarlyOnsetTests: XCTestCase {
         let out = run(early: early, settled: settled, lag: 300)
         XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
         XCTAssertEqual(out[1].event.id, out[0].event.id)
-        // Given up once the settled read-out passed onset + min duration + merge gap + slack without confirming.
-        XCTAssertEqual(out[1].event.end!, 2.0 + 0.3 + 1.0 + 2.0, accuracy: 0.02)
+        // Closed once the settled read-out passed onset + tolerance (1 s) without a candidate near the onset; the
+        // stop says so and spans the minimum duration.
+        XCTAssertFalse(out[1].event.confirmed)
+        XCTAssertEqual(out[1].event.end!, 2.0 + 0.3, accuracy: 1e-9)
+        XCTAssertEqual(out[1].step, 299 + 300)
     }
 
     func testSettledOnlyEventStillStarts() {
@@ -65,6 +68,27 @@ final class EarlyOnsetTests: XCTestCase {
         let out = run(early: early, settled: settled, lag: 200)
         XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
         XCTAssertEqual(out[0].event.start, 2.0, accuracy: 1e-9)
+    }
+
+    /// The case: two bursts 5.5 s apart; the early read-out misses the first (it stays below `on` there) and
+    /// announces the second (45.5 s) while the settled read-out has not reached the first. The settled read-out confirms the
+    /// first, whose tail stays above `off` until 44 s: adopting the early start gave a stop at 45.5 s ending at 44 s.
+    func testEarlyStartOfALaterSoundIsNotAdoptedByAnEarlierOne() {
+        let early = segments([(40, 0.1), (2, 0.55), (3.5, 0.1), (3, 0.9), (10, 0.1)])
+        let settled = segments([(40, 0.1), (2, 0.9), (2, 0.5), (1.5, 0.1), (3, 0.9), (10, 0.1)])
+        let out = run(early: early, settled: settled, lag: 700)
+        let lines = out.map(\.event)
+        let report = EventContract(minDuration: ["beep": 0.3], tolerance: ["beep": 1], cell: cell).check(lines)
+        XCTAssertEqual(report.violations, [], lines.map(describe).joined(separator: "\n"))
+        XCTAssertEqual(lines.map(describe), [
+            "start beep#1 45.500",  // early
+            "stop beep#1 45.500-45.800 unconfirmed",  // withdrawn when the settled read-out confirms 40 s
+            "start beep#2 40.000",
+            "stop beep#2 40.000-44.000",
+            "start beep#3 45.500",  // the second burst, from the settled read-out
+            "stop beep#3 45.500-48.500",
+        ])
+        XCTAssertEqual(out.map(\.step), [4579, 4729, 4729, 5200, 5279, 5650])
     }
 
     func testSecondEventSoonAfterTheFirstKeepsItsTrueOnset() {

@@ -84,9 +84,15 @@ final class EventTrackerTests: XCTestCase {
         XCTAssertEqual(out.map(\.event.start), [0.5, 0.5, 10.5, 10.5, 20.5, 20.5], accuracy: 1e-9)
         XCTAssertEqual(out.compactMap(\.event.end), [10.5, 20.5, 25.5], accuracy: 1e-9)
         XCTAssertEqual(out.map(\.event.id), [1, 1, 2, 2, 3, 3])
-        // The split's stop and the next start come out on the same cell, right away.
+        // The split's stop comes out right away; the next start once that piece has lasted the minimum duration.
         XCTAssertEqual(out[1].cell, 1050)
-        XCTAssertEqual(out[2].cell, 1050)
+        XCTAssertEqual(out[2].cell, 1079)
+    }
+
+    func testSplitContinuationShorterThanMinimumDurationIsDropped() {
+        let out = run(track([(0.5, 0.1), (10.1, 0.9), (2, 0.1)]), settings(max: 10))
+        XCTAssertEqual(out.map(\.event.kind), [.start, .stop])
+        XCTAssertEqual(out.compactMap(\.event.end), [10.5], accuracy: 1e-9)
     }
 
     func testFinishClosesOpenEventsAndDropsUnconfirmedOnsets() {

@@ -32,6 +32,16 @@ final class EventLineTests: XCTestCase {
         XCTAssertEqual(labels.first?["label"] as? String, "Smoke detector, smoke alarm")
         XCTAssertTrue(line.hasPrefix(#"{"type":"stop","event":"#), line)
     }
+
+    func testUnconfirmedStopSaysSo() {
+        let line = { (e: DetectionEvent) in OutputMessage.event(EventLine(e, clock: { self.origin.addingTimeInterval($0) })).line }
+        var event = DetectionEvent(kind: .stop, event: "siren", id: 7, start: 51, end: 51.25, score: 0.7,
+                                   labels: [LabelScore(label: "Siren", score: 0.7)])
+        XCTAssertFalse(line(event).contains("confirmed"), "confirmed stops keep today's line")
+        event.confirmed = false
+        XCTAssertEqual(line(event),
+                       #"{"type":"stop","event":"siren","id":7,"start":51,"end":51.25,"duration":0.25,"confirmed":false,"time":"2023-11-14T22:14:11.250Z","peak_score":0.7,"labels":[{"label":"Siren","score":0.7}]}"#)
+    }
 }
 
 extension EventLineTests {
