@@ -135,10 +135,9 @@ public final class Detector {
     /// returns the starts and stops now decided. Windows whose end does not increase are ignored.
     public func consume(windowEndSample: Int64, framewise: UnsafeBufferPointer<Float>) -> [DetectionEvent] {
         guard !finished else { return [] }
-        // Without a lag between the read-outs the early one would only repeat the settled one.
-        let early: ((Int64, UnsafeBufferPointer<Float>) -> Void)? =
-            fusion.onsetSettleSamples < fusion.settleSamples ? { cell, scores in self.track(cell, scores, early: true) } : nil
-        fusion.add(windowEnd: windowEndSample, framewise: framewise, early: early) { cell, scores, _ in track(cell, scores) }
+        // Both closures are non-escaping, so nothing is allocated per window.
+        fusion.add(windowEnd: windowEndSample, framewise: framewise,
+                   early: { cell, scores in track(cell, scores, early: true) }) { cell, scores, _ in track(cell, scores) }
         return takePending()
     }
 

@@ -121,7 +121,7 @@ public final class ScoreFusion {
     /// with the average of the windows seen so far (before `emit` hands it out for good).
     @discardableResult
     public func add(windowEnd: Int64, framewise: UnsafeBufferPointer<Float>,
-                    early: ((Int64, UnsafeBufferPointer<Float>) -> Void)? = nil,
+                    early: (Int64, UnsafeBufferPointer<Float>) -> Void = { _, _ in },
                     emit: (Int64, UnsafeBufferPointer<Float>, Int) -> Void) -> Bool {
         precondition(framewise.count == geometry.frames * classes, "framewise must be frames x classes")
         if let newestEnd, windowEnd <= newestEnd { return false }
@@ -159,7 +159,8 @@ public final class ScoreFusion {
         // Provisional read-out for early onsets, then hand out what lies `settle` behind the newest end.
         nextEarlyCell = max(nextEarlyCell, nextCell)
         while (nextEarlyCell + 1) * Int64(cellSamples) <= windowEnd - Int64(onsetSettleSamples) {
-            if let early {
+            // Without a lag between the read-outs the early one would only repeat the settled one.
+            if onsetSettleSamples < settleSamples {
                 fillAverage(nextEarlyCell)
                 averaged.withUnsafeBufferPointer { early(nextEarlyCell, $0) }
             }

@@ -61,8 +61,9 @@ public enum LineEncoder {
         return line
     }
 
-    /// `date` as lines spell `time`: ISO 8601, UTC, milliseconds.
-    static func timestamp(_ date: Date) -> String { timeStyle.format(date) }
+    /// `date` as lines spell `time`: ISO 8601, UTC, milliseconds, rounded (the formatter truncates, which turned
+    /// 51.3 s into "…51.299Z").
+    static func timestamp(_ date: Date) -> String { timeStyle.format(date.addingTimeInterval(0.0005)) }
     private static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
 
     /// Three decimals (millisecond times, scores to 0.001); non-finite values become 0.

@@ -56,4 +56,11 @@ extension EventLineTests {
         XCTAssertEqual(object["windows"] as? Int, 60)
         XCTAssertEqual(object["clients"] as? Int, 3)
     }
+
+    /// `time` is rounded to the millisecond, not truncated (51.3 s once came out as …51.299Z).
+    func testTimeIsRoundedToTheMillisecond() {
+        let event = DetectionEvent(kind: .start, event: "siren", id: 1, start: 51.3, score: 0.7, labels: [])
+        let line = OutputMessage.event(EventLine(event, clock: { Date(timeIntervalSince1970: 1_700_000_000 + $0) })).line
+        XCTAssertTrue(line.contains("\"time\":\"2023-11-14T22:14:11.300Z\""), line)
+    }
 }
