@@ -183,6 +183,11 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
                      clipSamples: clipSamples ?? base.clipSamples, fmin: base.fmin, fmax: base.fmax)
     }
 
+    /// The window hop and read-out lags, as the detector takes them.
+    public var timing: DetectionTiming {
+        DetectionTiming(hopSeconds: hopSeconds, settleSeconds: settleSeconds, onsetSettleSeconds: onsetSettleSeconds)
+    }
+
     /// The settings of `event` (a name as written in `events`): its overrides applied to `base`, by default `defaults`.
     public func settings(for event: String, base: EventSettings? = nil) -> EventSettings {
         eventSettings[event]?.applied(to: base ?? defaults) ?? base ?? defaults
@@ -273,15 +278,9 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
                     "\(signal.hopSize) (one hop) to \(most) samples (60 s), or null for the preset's")
         try require(!device.isEmpty, "device", device, "an ALSA PCM name such as \"default\" or \"plughw:CARD=Mic\"")
         try require(periods.contains(periodMs), "period_ms", periodMs, "\(periods.lowerBound) to \(periods.upperBound) ms")
-        try require(hopSeconds.isFinite && hopSeconds > 0 && hopSeconds <= clip, "hop_seconds", hopSeconds,
-                    "more than 0 and at most the window length, \(render(clip)) s")
         try require(threadCounts.contains(threads), "threads", threads, "\(threadCounts.lowerBound) to \(threadCounts.upperBound)")
-        try require(settleSeconds.map { $0.isFinite && $0 >= 0 && $0 <= clip } ?? true, "settle_seconds", settleSeconds ?? 0,
-                    "0 to the window length, \(render(clip)) s, or null for the default")
-        let settle = settleSeconds ?? Detector.defaultSettle(clipSeconds: clip, hopSeconds: hopSeconds)
-        if let onset = onsetSettleSeconds {
-            try require(onset.isFinite && onset >= 0 && onset <= settle, "onset_settle_seconds", onset,
-                        "0 to settle_seconds (\(render(settle)) s), or null for the default")
+        do { _ = try timing.resolved(clipSeconds: clip) } catch let e as DetectionTimingError {
+            throw ConfigError(key: e.field, message: "\(render(e.value)) is not allowed; expected \(e.expected)")
         }
         for (i, event) in events.enumerated() {
             try require(!event.trimmingCharacters(in: .whitespaces).isEmpty, "events[\(i)]", event,

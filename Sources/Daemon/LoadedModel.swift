@@ -55,11 +55,10 @@ struct LoadedModel {
     /// A scheduler over this model with the configured events and timing; `output` gets every start and stop.
     func scheduler(config: DaemonConfig, logger: Logger, afterWindow: @escaping () -> Void,
                    output: @escaping (DetectionEvent) -> Void) throws -> WindowScheduler {
-        let clipSeconds = Double(model.config.signal.clipSamples) / Double(model.config.signal.sampleRate)
-        let settle = config.settleSeconds ?? Detector.defaultSettle(clipSeconds: clipSeconds, hopSeconds: config.hopSeconds)
+        // Checked again against the checkpoint's own window (the config could only assume its preset's).
+        let lags = try config.timing.resolved(clipSeconds: model.config.signal.clipSeconds)
         let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
-                                    settle: settle, onsetSettle: config.onsetSettleSeconds ?? min(Detector.defaultOnsetSettle, settle),
-                                    hopSeconds: config.hopSeconds)
+                                    settle: lags.settle, onsetSettle: lags.onsetSettle, hopSeconds: config.hopSeconds)
         let infer = WindowScheduler.inference(model: model)
         return try WindowScheduler(
             detector: detector, hopSeconds: config.hopSeconds, logger: logger,
