@@ -97,7 +97,11 @@ install -D -m 0644 "$manual/htsatd.8" "$pkg/usr/share/man/man8/htsatd.8"
 gzip -9n "$pkg/usr/share/man/man8/htsatd.8"
 
 # Completions, where Debian's bash-completion, zsh and fish look for them.
-completion() { "$bin" --generate-completion-script "$1" > "$2" && [ -s "$2" ] || die "no $1 completion"; chmod 0644 "$2"; }
+# bash-completion sources its files, so the generated #! line goes (lintian: bash-completion-with-hashbang).
+completion() {
+    "$bin" --generate-completion-script "$1" | sed '1{/^#!/d}' > "$2" && [ -s "$2" ] || die "no $1 completion"
+    chmod 0644 "$2"
+}
 mkdir -p "$pkg/usr/share/bash-completion/completions" "$pkg/usr/share/zsh/vendor-completions" \
          "$pkg/usr/share/fish/vendor_completions.d"
 completion bash "$pkg/usr/share/bash-completion/completions/htsatd"
@@ -111,6 +115,17 @@ depends="$(cd "$stage" && dpkg-shlibdeps -O "$pkg/usr/bin/htsatd" 2>/dev/null | 
 [ -n "$depends" ] || die "dpkg-shlibdeps found no dependencies for the binary"
 
 maintainer="${HTSATD_MAINTAINER:-$(git config user.name 2>/dev/null || echo htsatd maintainers) <$(git config user.email 2>/dev/null || echo root@localhost)>}"
+# A native package's changelog (Debian policy 12.7); the history itself is in git.
+cat > "$pkg/usr/share/doc/htsatd/changelog" <<EOF
+htsatd ($version) unstable; urgency=medium
+
+  * Release $version, built from $(git describe --always --dirty 2>/dev/null || echo "an unknown commit").
+    Changes: the project's git history.
+
+ -- $maintainer  $(date -u -R -d "@$epoch")
+EOF
+gzip -9n "$pkg/usr/share/doc/htsatd/changelog"
+
 install -d -m 0755 "$pkg/DEBIAN"
 cat > "$pkg/DEBIAN/control" <<EOF
 Package: htsatd
