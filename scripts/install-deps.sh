@@ -8,6 +8,9 @@ packages=(
   libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
   libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
   pkg-config socat curl ca-certificates
+  dpkg-dev                                        # the Debian package: dpkg-shlibdeps (dpkg-deb is in dpkg)
+  man-db mandoc logrotate                         # package test: man -l, mandoc -Tlint, logrotate -d on the snippet
+  hyperfine                                       # start-up time of the standalone binary (README, Install)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,6 +5,7 @@ public struct HTSATD: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "htsatd",
         abstract: "Real-time sound event detection with HTS-AT on Linux.",
+        version: HTSATDVersion.line,
         subcommands: [Run.self, Scores.self, Tag.self, Events.self, Bench.self],
         defaultSubcommand: Run.self
     )
