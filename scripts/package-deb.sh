@@ -15,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 scratch="${HTSATD_SCRATCH:-.build-static}"
-lock="${HTSATD_BUILD_LOCK:-/tmp/htsatd-build.lock}"
 
 die() { echo "package-deb: error: $*" >&2; exit 1; }
 note() { echo "package-deb: $*" >&2; }
@@ -27,7 +26,7 @@ done
 # Both products with the same flags: the plugin route would relink htsatd without --static-swift-stdlib.
 for product in htsatd generate-manual; do
     note "building $product (release, static Swift runtime) in $scratch"
-    flock "$lock" swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product "$product" >&2
+    swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product "$product" >&2
 done
 bin="$scratch/release/htsatd"
 generate_manual="$scratch/release/generate-manual"
