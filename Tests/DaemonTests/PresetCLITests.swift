@@ -3,6 +3,9 @@ import Foundation
 import HTSAT
 import TestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The official configurations through the command line, read from the checkpoint alone: `scores` parity for
 /// ESC-50 and Speech Commands V2, a contradicting `--preset` refused, `run` with each, and no CSV needed anywhere.
@@ -117,5 +120,28 @@ final class PresetCLITests: XCTestCase {
         XCTAssertTrue(p.stdout.contains("\"event\":\"siren\""), "the siren is found: \(p.stdout)\n\(p.stderr)")
         let desed = try DaemonProcess(["--input", wav, "--model", model.path, "--events", "desed"], in: dir)
         XCTAssertEqual(desed.wait(timeout: 120), 0, desed.stderr)
+    }
+
+    /// `run` live with the 16-kHz Speech Commands model: capture through ALSA at the checkpoint's rate, paced.
+    func testRunLiveWithSpeechCommandsModel() throws {
+        var samples: [Float] = []
+        for clip in ["speech", "chirp", "noise", "speech"] {
+            samples += try AudioFileReader.readAll(path: try Fixtures.require("presets/scv2_\(clip).wav").path, targetRate: 16000)
+        }
+        let raw = dir.appendingPathComponent("scv2.f32")
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.kws { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        let p = try DaemonProcess(["--model", try Fixtures.require("presets/scv2-tiny.ckpt").path, "--device", "kws",
+                                   "--pace-realtime", "--events", "yes,no,stop", "--hop", "0.5"],
+                                  in: dir, environment: ["ALSA_CONFIG_PATH": conf.path])
+        XCTAssertTrue(eventually(timeout: 30) { p.stderr.contains("first window processed") }, p.stderr)
+        XCTAssertTrue(p.stderr.contains("16000 Hz"), "captures at the checkpoint's rate: \(p.stderr)")
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 10), 0, p.stderr)
+        let lines = jsonLines(p.stdout)
+        XCTAssertEqual(Set(lines.filter { $0["type"] as? String == "start" }.map { $0["id"] as! Int }),
+                       Set(lines.filter { $0["type"] as? String == "stop" }.map { $0["id"] as! Int }), p.stdout)
     }
 }
