@@ -1,5 +1,6 @@
 import Detection
 import Foundation
+import TestSupport
 import XCTest
 
 /// Seeded property tests of the event-line contract: random score tracks, seen through random windows with
@@ -8,23 +9,6 @@ import XCTest
 ///
 /// Reproduce a failure with `TRACKER_PROPERTY_SEED=<seed>`; `TRACKER_PROPERTY_CASES=<n>` runs more cases.
 final class TrackerPropertyTests: XCTestCase {
-    /// SplitMix64: small, fast and the same everywhere.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-        mutating func range(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
-        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-        mutating func chance(_ p: Double) -> Bool { unit() < p }
-        mutating func pick<T>(_ values: [T]) -> T { values[int(values.count)] }
-    }
-
     /// 10 s windows of 256 frames at 1 kHz: the HTS-AT layout at a fraction of the cost.
     static let geometry = WindowGeometry(sampleRate: 1000, clipSamples: 10_000, stftHop: 10, frames: 256)
     static let step = 0.01  // score-track resolution, s
@@ -54,7 +38,7 @@ final class TrackerPropertyTests: XCTestCase {
     }
 
     static func generate(seed: UInt64) -> Case {
-        var r = Random(state: seed)
+        var r = SplitMix(seed: seed)
         var c = Case(seed: seed)
         c.length = r.range(4, 40)
         c.hop = r.pick([0.25, 0.5, 1, 1, 1, 1.5, 2, 3.3])
@@ -162,7 +146,7 @@ final class TrackerPropertyTests: XCTestCase {
         var ends = Array(stride(from: hop, through: total, by: Int(hop)))
         if ends.last != total { ends.append(total) }
         // Window artefacts are drawn from their own stream, the same for both runs of a case.
-        var r = Random(state: c.seed ^ 0xA5A5_A5A5)
+        var r = SplitMix(seed: c.seed ^ 0xA5A5_A5A5)
         var lines: [DetectionEvent] = []
         var framewise = [Float](repeating: 0, count: g.frames * 3)
         for end in ends {

@@ -44,3 +44,22 @@ public func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file:
     XCTAssertEqual(a.count, b.count, "\(a) vs \(b)", file: file, line: line)
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, "\(a) vs \(b)", file: file, line: line) }
 }
+
+/// SplitMix64: a tiny deterministic generator, so random test cases are reproducible from their seed.
+public struct SplitMix {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    public mutating func range(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
+    public mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    public mutating func chance(_ p: Double) -> Bool { unit() < p }
+    public mutating func pick<T>(_ values: [T]) -> T { values[int(values.count)] }
+}
