@@ -31,30 +31,13 @@ final class DaemonRun {
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.
     func run(input: String?, paceToRealTime: Bool) throws {
         weak var weakGroup: ServiceGroup?
-        let fanout = outputs.fanout
-        let group: ServiceGroup
-        var finish: () -> Void = {}
-        if let input {
-            let reader = try AudioFileReader(path: input, targetRate: loaded.model.config.signal.sampleRate)
-            logger.info("reading \(input == "-" ? "stdin" : input): \(reader.formatDescription), \(reader.sourceRate) Hz, \(reader.channels) channel(s)")
-            let started = Date(), cpu0 = cpuSeconds()
-            let clock = { (seconds: Double) in started.addingTimeInterval(seconds) }
-            let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { event in
-                fanout.publish(.event(EventLine(event, clock: clock)))
-            }
-            let engine = EngineService(scheduler: scheduler, source: .file(reader)) { weakGroup }
-            group = ServiceGroup([outputs, engine], logger: logger)
-            finish = { [logger] in
-                let s = scheduler.stats
-                let wall = Date().timeIntervalSince(started)
-                logger.info("file done", metadata: [
-                    "windows": "\(s.windowsRun)", "mean_inference_ms": "\(fmt(s.meanInferenceMilliseconds))",
-                    "speed": "\(fmt(Double(s.windowsRun) * s.hopSeconds / max(wall, 1e-9)))x real time",
-                    "cpu_s": "\(fmt(cpuSeconds() - cpu0))",
-                ])
-            }
-        } else {
-            group = try liveGroup(paceToRealTime: paceToRealTime) { weakGroup }
+        let group: ServiceGroup, finish: () -> Void
+        do {
+            (group, finish) = try input.map { try fileGroup(input: $0) { weakGroup } }
+                ?? (try liveGroup(paceToRealTime: paceToRealTime) { weakGroup }, {})
+        } catch {
+            outputs.stop()  // a socket file must not outlive a failed start
+            throw error
         }
         weakGroup = group
         let watcher = SignalWatcher { [logger, notifier, outputs] signal in
@@ -70,6 +53,27 @@ final class DaemonRun {
         try withExtendedLifetime(watcher) { try group.run() }
         _ = notifier.stopping()
         finish()
+    }
+
+    private func fileGroup(input: String, group: @escaping () -> ServiceGroup?) throws -> (ServiceGroup, () -> Void) {
+        let reader = try AudioFileReader(path: input, targetRate: loaded.model.config.signal.sampleRate)
+        logger.info("reading \(input == "-" ? "stdin" : input): \(reader.formatDescription), \(reader.sourceRate) Hz, \(reader.channels) channel(s)")
+        let started = Date(), cpu0 = cpuSeconds()
+        let clock = { (seconds: Double) in started.addingTimeInterval(seconds) }
+        let fanout = outputs.fanout
+        let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { event in
+            fanout.publish(.event(EventLine(event, clock: clock)))
+        }
+        let engine = EngineService(scheduler: scheduler, source: .file(reader), group: group)
+        return (ServiceGroup([outputs, engine], logger: logger), { [logger] in
+            let s = scheduler.stats
+            let wall = Date().timeIntervalSince(started)
+            logger.info("file done", metadata: [
+                "windows": "\(s.windowsRun)", "mean_inference_ms": "\(fmt(s.meanInferenceMilliseconds))",
+                "speed": "\(fmt(Double(s.windowsRun) * s.hopSeconds / max(wall, 1e-9)))x real time",
+                "cpu_s": "\(fmt(cpuSeconds() - cpu0))",
+            ])
+        })
     }
 
     private func liveGroup(paceToRealTime: Bool, group: @escaping () -> ServiceGroup?) throws -> ServiceGroup {

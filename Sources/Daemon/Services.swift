@@ -21,7 +21,12 @@ final class OutputsService: Service {
             return try UnixSocketSink(path: path, mode: mode_t(config.socketMode), group: group,
                                       maxClientBacklog: config.maxClientBacklog, logger: logger)
         }
-        logFile = try config.logFile.map { try LogFileSink(path: $0, logger: logger) }
+        do {
+            logFile = try config.logFile.map { try LogFileSink(path: $0, logger: logger) }
+        } catch {
+            socket?.close()  // removes the socket file it just created
+            throw error
+        }
         sinks += [socket as Sink?, logFile as Sink?].compactMap { $0 }
         if sinks.isEmpty { logger.warning("no outputs: events are computed but go nowhere (add --socket or --log-file, or drop --no-stdout)") }
         fanout = SinkFanout(sinks)

@@ -65,4 +65,18 @@ final class ShutdownTests: XCTestCase {
                 && lines.filter { $0["type"] as? String == "start" }.count > lines.filter { $0["type"] as? String == "stop" }.count
         }
     }
+
+    /// A start that fails after the socket is up (a missing input file, an unwritable log file) removes the socket.
+    func testFailedStartLeavesNoSocketFile() throws {
+        let sock = dir.appendingPathComponent("events.sock").path
+        let common = ["--model", try Fixtures.require("detector/detector.ckpt").path, "--events", "siren", "--socket", sock]
+        let missing = try DaemonProcess(common + ["--input", dir.appendingPathComponent("nope.wav").path], in: dir)
+        XCTAssertEqual(missing.wait(timeout: 30), 1)
+        XCTAssertTrue(missing.stderr.contains("nope.wav"), missing.stderr)
+        XCTAssertNotEqual(access(sock, F_OK), 0, "socket file removed after a failed start")
+        let log = try DaemonProcess(common + ["--log-file", "/nonexistent-dir/events.jsonl"], in: dir)
+        XCTAssertEqual(log.wait(timeout: 30), 1)
+        XCTAssertTrue(log.stderr.contains("/nonexistent-dir/events.jsonl"), log.stderr)
+        XCTAssertNotEqual(access(sock, F_OK), 0, "socket file removed after a failed start")
+    }
 }
