@@ -39,7 +39,7 @@ public final class ALSACapture: @unchecked Sendable {
     // Capture thread only.
     private var backoff: Double
     private var opens = 0
-    private var lastOverrunLog: UInt64 = 0
+    private let overrunWarnings = LogThrottle(), retryErrors = LogThrottle()
 
     /// Prepares a capture; nothing is opened until `start()`. `onStatus` runs on the capture
     /// thread and must return quickly.
@@ -130,7 +130,7 @@ public final class ALSACapture: @unchecked Sendable {
                     return
                 }
                 let delay = backoff
-                logger.error("audio capture: \(error); retrying in \(delay) s")
+                retryErrors.record { folded in logger.error("audio capture: \(error); retrying in \(delay) s\(LogThrottle.suffix(folded))") }
                 onStatus(.deviceUnavailable(device: config.device, error: error, retryIn: delay))
                 backoff = min(backoff * 2, config.retryMax)
                 if waitForStop(seconds: delay) { break }
@@ -202,16 +202,14 @@ public final class ALSACapture: @unchecked Sendable {
         switch -code {
         case EPIPE:
             let count = overruns.add(1, ordering: .relaxed).newValue
-            let now = DispatchTime.now().uptimeNanoseconds
-            if count == 1 || now - lastOverrunLog > 10_000_000_000 {
-                lastOverrunLog = now
-                logger.warning("audio capture: overrun on '\(config.device)' (\(count) so far): audio was lost; is the system overloaded?")
+            overrunWarnings.record { folded in
+                logger.warning("audio capture: overrun on '\(config.device)' (\(count) so far): audio was lost; is the system overloaded?\(LogThrottle.suffix(folded))")
             }
             try stream.check(snd_pcm_prepare(stream.pcm), "snd_pcm_prepare")
             try stream.check(snd_pcm_start(stream.pcm), "snd_pcm_start")
         case ESTRPIPE:
             suspends.add(1, ordering: .relaxed)
-            logger.warning("audio capture: '\(config.device)' was suspended; resuming")
+            overrunWarnings.record { folded in logger.warning("audio capture: '\(config.device)' was suspended; resuming\(LogThrottle.suffix(folded))") }
             while true {
                 let result = snd_pcm_resume(stream.pcm)
                 if result == -EAGAIN {

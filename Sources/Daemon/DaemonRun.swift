@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Sinks
+import SystemSupport
 
 /// One run of the daemon: the model and outputs, then the services of live or file mode under one `ServiceGroup`.
 ///
@@ -90,6 +91,7 @@ final class DaemonRun {
         let fanout = outputs.fanout, socket = outputs.socket
         let sampler = StatsSampler()
         var capture: ALSACapture!
+        let unavailable = LogThrottle()
         var scheduler: WindowScheduler!
         let monitor = MonitorService(
             notifier: notifier, logger: logger, statsInterval: config.statsInterval, hopSeconds: config.hopSeconds,
@@ -102,7 +104,9 @@ final class DaemonRun {
                 logger.info("capturing from '\(device)': \(rate) Hz, \(format), \(channels) channel(s)")
                 line = StatusLine(state: .capturing, device: config.device, rate: rate, format: format, channels: channels)
             case let .deviceUnavailable(device, error, retryIn):
-                logger.error("audio device '\(device)' unavailable: \(error); retrying in \(fmt(retryIn)) s")
+                unavailable.record { folded in
+                    logger.error("audio device '\(device)' unavailable: \(error); retrying in \(fmt(retryIn)) s\(LogThrottle.suffix(folded))")
+                }
                 line = StatusLine(state: .deviceUnavailable, device: config.device, error: "\(error)", retryIn: retryIn)
                 monitor.progress()
                 _ = notifier.status("waiting for audio device \(device): \(error)")

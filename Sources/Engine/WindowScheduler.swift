@@ -3,6 +3,7 @@ import Detection
 import Dispatch
 import Foundation
 import Logging
+import SystemSupport
 
 /// Runs one inference window: `samples` (one clip) in; calls `body` with the frame-major framewise scores
 /// (`frames x classes`), valid only during that call.
@@ -53,7 +54,7 @@ public final class WindowScheduler: @unchecked Sendable {
     private var window: [Float]
     private let statsLock = NSLock()
     private var _stats: SchedulerStats
-    private var lastSkipLog: Int64? = nil
+    private let skipWarnings = LogThrottle()
     private var cancelled = false
 
     /// Creates a scheduler with windows every `hopSeconds` (rounded to samples, at most one clip).
@@ -226,12 +227,12 @@ public final class WindowScheduler: @unchecked Sendable {
         _stats.windowsSkipped += count
         let total = _stats.windowsSkipped
         statsLock.unlock()
-        // At most one warning per minute of stream, so a slow machine does not flood the log.
-        if let last = lastSkipLog, end - last < Int64(60 * sampleRate) { return }
-        lastSkipLog = end
-        logger.warning("inference fell behind real time: skipped \(count) window(s), \(total) in all; consider a larger --hop or more threads",
-                       metadata: ["stream_seconds": "\(Double(end) / Double(sampleRate))",
-                                  "mean_inference_ms": "\(stats.meanInferenceMilliseconds)"])
+        // At most one warning per 10 s of wall time, so a slow machine (or an unpaced source) does not flood the log.
+        skipWarnings.record { folded in
+            logger.warning("inference fell behind real time: skipped \(count) window(s), \(total) in all; consider a larger --hop or more threads\(LogThrottle.suffix(folded))",
+                           metadata: ["stream_seconds": "\(Double(end) / Double(sampleRate))",
+                                      "mean_inference_ms": "\(stats.meanInferenceMilliseconds)"])
+        }
     }
 }
 

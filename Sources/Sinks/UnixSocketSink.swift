@@ -53,6 +53,7 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
     private var latestStatus: String?
     private var openEvents: [(id: Int, line: String)] = []
     private var warnedOpenEventOverflow = false
+    private let dropWarnings = LogThrottle()
     private var wakePending = false
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
@@ -252,7 +253,7 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
             Glibc.close(client.fd)
             let metadata: Logger.Metadata = ["fd": "\(client.fd)", "pid": "\(client.pid)", "reason": "\(reason)"]
             if client.dropIsTrouble {
-                logger.warning("dropping event socket client", metadata: metadata)
+                dropWarnings.record { folded in logger.warning("dropping event socket client\(LogThrottle.suffix(folded))", metadata: metadata) }
             } else {
                 logger.info("event socket client disconnected", metadata: metadata)
             }

@@ -51,9 +51,18 @@ final class ShutdownTests: XCTestCase {
         XCTAssertNotEqual(access(sock, F_OK), 0, "socket file removed")
     }
 
-    /// Capture unpaced: the `file` plugin over `null` delivers audio as fast as it can be read.
+    /// Capture unpaced: the `file` plugin over `null` delivers audio as fast as it can be read. Sustained overload
+    /// must not flood the journal: the repeated warnings are folded, well under one line per second.
     func testSigtermWithUnpacedCaptureExitsWithinTheBound() throws {
-        try run(extra: []) { $0.stderr.contains("inference fell behind real time") }
+        try run(extra: []) { p in
+            guard p.stderr.contains("inference fell behind real time") else { return false }
+            let before = p.stderr.split(separator: "\n").count
+            Thread.sleep(forTimeInterval: 5)  // the measurement window, not a synchronisation
+            let lines = p.stderr.split(separator: "\n").count - before
+            print("stderr lines in 5 s of sustained overload: \(lines)")
+            XCTAssertLessThanOrEqual(lines, 3, p.stderr)
+            return true
+        }
     }
 
     /// Paced capture, but a hop (2 ms) far shorter than one inference: every window is late. SIGTERM comes while an
