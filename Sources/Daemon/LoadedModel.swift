@@ -60,13 +60,37 @@ struct LoadedModel {
         let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
                                     settle: lags.settle, onsetSettle: lags.onsetSettle, hopSeconds: config.hopSeconds)
         let infer = WindowScheduler.inference(model: model)
+        let stall = StallHook(logger: logger)
         return try WindowScheduler(
             detector: detector, hopSeconds: config.hopSeconds, logger: logger,
             inference: { samples, body in
+                stall?.window()
                 try infer(samples, body)
                 afterWindow()
             },
             output: output)
+    }
+}
+
+/// Fault injection for the watchdog test: with `HTSATD_TEST_STALL_AFTER_WINDOWS=N` in the environment, analysis
+/// hangs for good before window N + 1, as a deadlocked model would. Nil (and free) otherwise.
+final class StallHook: @unchecked Sendable {
+    private let after: Int
+    private let logger: Logger
+    private var windows = 0
+
+    init?(logger: Logger) {
+        guard let text = ProcessInfo.processInfo.environment["HTSATD_TEST_STALL_AFTER_WINDOWS"], let n = Int(text) else { return nil }
+        after = n
+        self.logger = logger
+    }
+
+    /// Called on the engine thread before each window.
+    func window() {
+        windows += 1
+        guard windows > after else { return }
+        logger.warning("test hook: analysis stalls now (HTSATD_TEST_STALL_AFTER_WINDOWS=\(after))")
+        DispatchSemaphore(value: 0).wait()
     }
 }
 

@@ -190,6 +190,38 @@ final class CLITests: XCTestCase {
                       "READY only after audio flows: \(messages)")
     }
 
+    /// The watchdog really fires: once analysis hangs (a test hook blocks inference), WATCHDOG=1 pings stop within
+    /// the bound (3 hops, at least 15 s), while READY and earlier pings were sent.
+    func testWatchdogPingsStopWhenAnalysisStalls() throws {
+        let raw = dir.appendingPathComponent("stream.f32")
+        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        let notify = try DatagramListener(path: dir.appendingPathComponent("notify").path)
+        let p = try DaemonProcess(try detectorArguments() + ["--device", "testin", "--pace-realtime", "--events", "siren",
+                                                             "--hop", "0.5", "--stats-interval", "0"],
+                                  in: dir, environment: ["ALSA_CONFIG_PATH": conf.path, "NOTIFY_SOCKET": notify.path,
+                                                         "WATCHDOG_USEC": "1000000", "HTSATD_TEST_STALL_AFTER_WINDOWS": "4"])
+        XCTAssertTrue(eventually(timeout: 30) { p.stderr.contains("analysis stalls now") }, p.stderr)
+        let stalled = Date()
+        let pings = { notify.messages().filter { $0.contains("WATCHDOG=1") }.count }
+        XCTAssertGreaterThan(pings(), 0, "pinged while windows completed: \(notify.messages())")
+        XCTAssertTrue(notify.messages().contains { $0.contains("READY=1") })
+        // Pings go on for at most the bound (15 s) after the last window, then stop for good.
+        XCTAssertTrue(eventually(timeout: 25) {
+            let before = pings()
+            Thread.sleep(forTimeInterval: 1.5)  // longer than a ping interval (0.25 s): a live watchdog would ping
+            return pings() == before
+        }, "pings never stopped: \(notify.messages().count) messages")
+        let quiet = Date().timeIntervalSince(stalled)
+        print("watchdog pings stopped \(String(format: "%.1f", quiet)) s after analysis stalled")
+        XCTAssertLessThan(quiet, 15 + 5, "the bound is 15 s; detection here takes up to two 1.5-s looks")
+        p.signal(SIGKILL)
+        p.wait(timeout: 10)
+    }
+
     /// A device that fails mid-stream (the `file` plugin's copy to /dev/full makes reads fail with EIO once its buffer
     /// fills): clients hear it, capture reopens it, and the daemon keeps running.
     func testFailingDeviceIsReportedToClientsAndReopened() throws {
