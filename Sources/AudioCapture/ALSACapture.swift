@@ -30,6 +30,7 @@ public final class ALSACapture: @unchecked Sendable {
     private let suspends = Atomic<Int>(0)
     private let framesCaptured = Atomic<Int64>(0)
     private let reconnects = Atomic<Int>(0)
+    private let gapSamples = Atomic<Int64>(0)
     private let resamplerDelayBits = Atomic<UInt64>(0)
     private let device = Mutex<CaptureStats>(CaptureStats())  // only the setup fields are used
     private let lifecycle = Mutex<Thread?>(nil)
@@ -38,6 +39,9 @@ public final class ALSACapture: @unchecked Sendable {
 
     // Capture thread only.
     private var backoff: Double
+    /// Monotonic time of the first delivered block, and whether the next block follows lost audio.
+    private var epoch: UInt64?
+    private var resync = false
     private var opens = 0
     private let overrunWarnings = LogThrottle(), retryErrors = LogThrottle()
 
@@ -67,6 +71,7 @@ public final class ALSACapture: @unchecked Sendable {
         stats.suspends = suspends.load(ordering: .relaxed)
         stats.framesCaptured = framesCaptured.load(ordering: .relaxed)
         stats.reconnects = reconnects.load(ordering: .relaxed)
+        stats.gapSeconds = Double(gapSamples.load(ordering: .relaxed)) / Double(config.targetRate)
         stats.resamplerDelaySamples = Double(bitPattern: resamplerDelayBits.load(ordering: .relaxed))
         return stats
     }
@@ -80,6 +85,7 @@ public final class ALSACapture: @unchecked Sendable {
             stopRequested.store(false, ordering: .sequentiallyConsistent)
             backoff = config.retryInitial
             opens = 0
+            epoch = nil
             let newThread = Thread { [self] in
                 run()
                 finished.signal()
@@ -117,7 +123,10 @@ public final class ALSACapture: @unchecked Sendable {
                 let stream = try PCMStream(config: config, stopFD: stopPipe?.readFD ?? -1)
                 defer { publish(nil) }
                 opens += 1
-                if opens > 1 { reconnects.add(1, ordering: .relaxed) }
+                if opens > 1 {
+                    reconnects.add(1, ordering: .relaxed)
+                    resync = true
+                }
                 publish(stream)
                 logger.info("audio capture: \(stream.summary)")
                 onStatus(.running(device: config.device, rate: stream.rate, format: stream.format.rawValue, channels: stream.channels))
@@ -178,6 +187,12 @@ public final class ALSACapture: @unchecked Sendable {
 
     /// Converts, resamples and writes one block to the ring. No allocation.
     private func deliver(_ stream: PCMStream, frames: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if epoch == nil { epoch = now }
+        if resync {
+            resync = false
+            fillGap(now: now, pending: Double(frames) * Double(config.targetRate) / Double(stream.rate) + (stream.resampler?.delay ?? 0))
+        }
         stream.format.downmix(stream.raw, frames: frames, channels: stream.channels, into: stream.mono)
         framesCaptured.add(Int64(frames), ordering: .relaxed)
         let mono = UnsafeBufferPointer(start: stream.mono, count: frames)
@@ -197,8 +212,24 @@ public final class ALSACapture: @unchecked Sendable {
         resamplerDelayBits.store(resampler.delay.bitPattern, ordering: .relaxed)
     }
 
+    /// After lost audio (an overrun, a suspend, a reconnect), writes the missing stretch as silence, so that the
+    /// stream clock (samples written) stays the wall clock since the first sample. Silence rather than skipping the
+    /// windows across the gap: the scheduler's windows stay hop-aligned, `start`/`end` stay true seconds, and a model
+    /// window over silence reports nothing. `pending` is what this block will add.
+    private func fillGap(now: UInt64, pending: Double) {
+        guard let epoch else { return }
+        let rate = Double(config.targetRate)
+        let expected = Int64(Double(now - epoch) / 1e9 * rate)
+        let gap = expected - ring.totalWritten - Int64(pending)
+        guard Double(gap) > 0.05 * rate else { return }  // under a period or two is scheduling jitter, not loss
+        ring.writeSilence(count: gap)
+        gapSamples.add(gap, ordering: .relaxed)
+        logger.info("audio capture: filled a \(String(format: "%.2f", Double(gap) / rate)) s gap with silence after lost audio")
+    }
+
     /// Recovers from overrun and suspend; throws for anything else (the device is reopened).
     private func recover(_ stream: PCMStream, code: Int32) throws {
+        resync = true
         switch -code {
         case EPIPE:
             let count = overruns.add(1, ordering: .relaxed).newValue

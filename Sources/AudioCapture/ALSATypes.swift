@@ -214,6 +214,9 @@ public struct CaptureStats: Sendable, Equatable {
     public var framesCaptured: Int64 = 0
     /// Successful re-opens after a device failure.
     public var reconnects: Int = 0
+    /// Seconds of audio lost to overruns, suspends and reconnects, filled with silence so that stream time stays
+    /// wall-clock time.
+    public var gapSeconds: Double = 0
     /// True while a device is open and streaming.
     public var isRunning = false
     /// Negotiated device rate, format, channels, period and buffer; nil while not running.

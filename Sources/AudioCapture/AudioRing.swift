@@ -77,6 +77,26 @@ public final class AudioRing: @unchecked Sendable {
         }
     }
 
+    /// Appends `count` zeros (a capture gap filled with silence), zeroing at most one ring's worth.
+    public func writeSilence(count: Int64) {
+        guard count > 0 else { return }
+        let start = written.load(ordering: .relaxed)
+        let end = start + count
+        reserved.store(end, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        let keep = Int(min(count, Int64(capacity)))
+        var pos = Int((end - Int64(keep)) % Int64(capacity))
+        var left = keep
+        while left > 0 {
+            let n = min(left, capacity - pos)
+            (storage + pos).update(repeating: 0, count: n)
+            left -= n
+            pos = 0
+        }
+        written.store(end, ordering: .sequentiallyConsistent)
+        if waiters.load(ordering: .sequentiallyConsistent) > 0 { wakeup.signal() }
+    }
+
     /// Convenience for tests and offline use.
     public func write(_ samples: [Float]) {
         samples.withUnsafeBufferPointer { write($0) }

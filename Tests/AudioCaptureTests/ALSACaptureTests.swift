@@ -303,6 +303,35 @@ final class ALSACaptureTests: XCTestCase {
         XCTAssertTrue(capture.stats.isRunning)
     }
 
+    /// Audio lost to a reconnect is filled with silence: afterwards the stream clock (samples written) is the wall
+    /// clock since the first sample again, and the gap is counted.
+    func testAudioLostToAReconnectIsFilledSoStreamTimeStaysWallTime() throws {
+        let signal = Signals.sine(frequency: 440, amplitude: 0.5, rate: 32000, count: 32000 * 4)
+        let raw = dir.appendingPathComponent("gap.raw")
+        try Signals.float32Bytes(signal).write(to: raw)
+        try defineALSA(filePCM("gappy", infile: raw).replacingOccurrences(of: "\"/dev/null\"", with: "\"/dev/full\""))
+        let ring = AudioRing(capacity: 32000 * 10)
+        let log = StatusLog()
+        var config = CaptureConfig(device: "gappy", targetRate: 32000)
+        config.retryInitial = 1.0
+        config.retryMax = 1.0
+        config.paceToRealTime = true
+        let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: log.append)
+        capture.start()
+        defer { capture.stop() }
+        XCTAssertEqual(ring.waitForSamples(1, timeout: 10), .ready)
+        let first = Date()
+        XCTAssertTrue(log.wait(timeout: 10) { $0.contains { unavailableError($0) != nil } }, "fails: \(log.all)")
+        try defineALSA(filePCM("gappy", infile: raw))
+        XCTAssertTrue(log.wait(timeout: 10) { $0.filter(isRunning).count >= 2 }, "reopened: \(log.all)")
+        let resumed = ring.totalWritten
+        XCTAssertEqual(ring.waitForSamples(resumed + 16000, timeout: 10), .ready)
+        let streamSeconds = Double(ring.totalWritten) / 32000, wall = Date().timeIntervalSince(first)
+        print("after a reconnect: stream \(streamSeconds) s, wall \(wall) s, gap filled \(capture.stats.gapSeconds) s")
+        XCTAssertGreaterThan(capture.stats.gapSeconds, 0.5, "the retry wait (1 s) was lost audio")
+        XCTAssertEqual(streamSeconds, wall, accuracy: 0.3, "stream time is wall time again")
+    }
+
     func testExitOnDeviceErrorReportsFatalNamingTheDevice() throws {
         let ring = AudioRing(capacity: 1000)
         let log = StatusLog()

@@ -113,4 +113,17 @@ final class AudioRingTests: XCTestCase {
         XCTAssertGreaterThan(good, 10, "some reads succeed (rejected \(rejected))")
         XCTAssertEqual(ring.totalWritten, total)
     }
+
+    func testSilenceAdvancesTheClockAndZeroesAtMostOneRing() {
+        let ring = AudioRing(capacity: 8)
+        ring.write([1, 2, 3, 4, 5, 6, 7, 8])
+        ring.writeSilence(count: 3)
+        var out = [Float](repeating: -1, count: 8)
+        XCTAssertTrue(ring.read(endingAt: 11, count: 8, into: &out))
+        XCTAssertEqual(out, [4, 5, 6, 7, 8, 0, 0, 0])
+        ring.writeSilence(count: 1_000_000_000)  // an hour-long outage costs one ring of zeroing
+        XCTAssertEqual(ring.totalWritten, 1_000_000_011)
+        XCTAssertTrue(ring.read(endingAt: 1_000_000_011, count: 8, into: &out))
+        XCTAssertEqual(out, [Float](repeating: 0, count: 8))
+    }
 }
