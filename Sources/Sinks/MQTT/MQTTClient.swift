@@ -172,6 +172,8 @@ public final class MQTTClient: @unchecked Sendable {
     private var quiet = false
     /// Recent connections ended soon after their CONNACK, so a new one is not announced until it holds.
     private var flapping = false
+    /// Consecutive connections that ended soon after their CONNACK.
+    private var shortSessions = 0
     /// Another client with our id keeps taking the session over: stays set until a connection outlasts both backoffs.
     private var takeoverStreak = false
     private var lastTakeoverWarning: Date?
@@ -180,22 +182,29 @@ public final class MQTTClient: @unchecked Sendable {
         while !stopping {
             let failure = session()
             guard let failure, !stopping else { break }
-            // A connection that held resets the backoff; one dropped soon after its CONNACK (a client id collision
-            // makes two clients take turns) does not, so colliding clients slow down instead of storming.
-            if failure.takenOver { takeoverStreak = true }
+            // A connection that held resets the backoff; one dropped soon after its CONNACK does not. Two clients with
+            // one client id take the session from each other in turns (mosquitto 2.0 just closes the old connection;
+            // other brokers send reason 142), so repeated short sessions mean a collision, and both slow down.
             if failure.afterConnack {
                 if failure.takenOver || failure.lasted < Self.stableSeconds {
+                    shortSessions += 1
                     flapping = true
-                } else if !takeoverStreak {
-                    backoff = Self.backoffRange.lowerBound
+                } else {
+                    shortSessions = 0
+                    if !takeoverStreak { backoff = Self.backoffRange.lowerBound }
                 }
             }
-            if failure.takenOver {
+            let collision = failure.takenOver || shortSessions >= 2
+            if collision {
+                takeoverStreak = true
                 if lastTakeoverWarning.map({ Date().timeIntervalSince($0) > 3600 }) ?? true {
-                    logger.warning("MQTT broker \(options.address) dropped this connection because another client connected with the same client id \(options.clientID): is a second htsatd running with the same node? Give each its own --mqtt-node (or mqtt.client_id). Retrying with backoff up to \(Int(Self.backoffRange.upperBound)) s")
+                    let what = failure.takenOver
+                        ? "dropped this connection because another client connected with the same client id \(options.clientID)"
+                        : "keeps closing this connection right after accepting it (\(shortSessions) times): most likely another client uses the same client id \(options.clientID)"
+                    logger.warning("MQTT broker \(options.address) \(what). Is a second htsatd running with the same node? Give each its own --mqtt-node (or mqtt.client_id). Retrying with backoff up to \(Int(Self.backoffRange.upperBound)) s")
                     lastTakeoverWarning = Date()
                 } else {
-                    logger.debug("MQTT session taken over again by another client with id \(options.clientID)")
+                    logger.debug("MQTT session lost again right after connecting (client id \(options.clientID))")
                 }
                 quiet = true
             } else if !quiet {
@@ -407,7 +416,11 @@ public final class MQTTClient: @unchecked Sendable {
             if rc != MOSQ_ERR_SUCCESS.rawValue { return "TLS setup failed (ca_file, cert_file, key_file): \(String(cString: mosquitto_strerror(rc)))" }
         }
         mosquitto_connect_callback_set(m) { _, obj, rc in MQTTClient.callbacks(obj).connack = rc }
-        mosquitto_disconnect_callback_set(m) { _, obj, rc in MQTTClient.callbacks(obj).disconnect = rc }
+        // The first report counts: the broker's reason (e.g. 142, session taken over) comes before "connection lost".
+        mosquitto_disconnect_callback_set(m) { _, obj, rc in
+            let cb = MQTTClient.callbacks(obj)
+            if cb.disconnect == nil { cb.disconnect = rc }
+        }
         mosquitto_publish_callback_set(m) { _, obj, mid in MQTTClient.callbacks(obj).acked.append(mid) }
         mosquitto_message_callback_set(m) { _, obj, message in
             guard let message = message?.pointee, let topic = message.topic else { return }
@@ -435,6 +448,7 @@ public final class MQTTClient: @unchecked Sendable {
         } else {
             text = String(cString: mosquitto_strerror(rc))
         }
+        if text.hasSuffix(".") { text.removeLast() }
         if let detail = cb.lastError, !detail.isEmpty { text += " (\(detail))" }
         cb.lastError = nil
         return text
