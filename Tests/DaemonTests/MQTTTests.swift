@@ -247,6 +247,31 @@ final class MQTTTests: XCTestCase {
         XCTAssertEqual(retained["htsatd/frozen/status"], "offline")
     }
 
+    /// Home Assistant's birth message (`homeassistant/status` = online) republishes the discovery configs and
+    /// states; the periodic stats go to `stats`, not retained.
+    func testHomeAssistantBirthRepublishesDiscoveryAndStatsArePublished() throws {
+        let broker = try Broker(in: dir)
+        try broker.start()
+        let sub = try Subscriber(port: broker.port, topics: ["htsatd/#", "homeassistant/#"], in: dir)
+        sub.waitUntilSubscribed(port: broker.port, probeTopic: "htsatd/probe")
+        let p = try deviceless(["--mqtt", "mqtt://127.0.0.1:\(broker.port)", "--mqtt-node", "ha", "--ha-discovery",
+                                "--stats-interval", "1"], events: "siren")
+        let config = "homeassistant/binary_sensor/ha/siren/config"
+        XCTAssertTrue(eventually(timeout: 30) { sub.payloads(config).count == 1 }, p.stderr)
+        // Home Assistant restarted with an empty broker state: the config is gone until htsatd hears the birth.
+        try runTool("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", config, "-r", "-n"])
+        try runTool("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "homeassistant/status", "-m", "online"])
+        XCTAssertTrue(eventually(timeout: 10) { sub.payloads(config).filter { !$0.isEmpty }.count == 2 }, "\(sub.payloads(config))\n\(p.stderr)")
+        XCTAssertTrue(eventually(timeout: 10) {
+            (try? Subscriber.retained(port: broker.port, topics: [config], in: dir))?[config]?.contains("\"unique_id\":\"htsatd_ha_siren\"") ?? false
+        })
+        XCTAssertGreaterThanOrEqual(sub.payloads("htsatd/ha/audio/siren").filter { $0 == "OFF" }.count, 2, "the state is republished too")
+        XCTAssertTrue(eventually(timeout: 10) { sub.payloads("htsatd/ha/stats").contains { $0.hasPrefix("{\"type\":\"stats\"") } }, p.stderr)
+        XCTAssertNil(try Subscriber.retained(port: broker.port, topics: ["htsatd/ha/stats"], in: dir)["htsatd/ha/stats"], "stats are not retained")
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 15), 0, p.stderr)
+    }
+
     // MARK: - Authentication and TLS
 
     /// A mosquitto password file: the right password connects; a wrong one (in the URL, which warns) gives one

@@ -80,7 +80,9 @@ public final class MQTTClient: @unchecked Sendable {
     static let backoffRange = 1.0...60.0
     /// A connection that lasts less than this after its CONNACK counts as flapping (a client id collision).
     static let stableSeconds = 10.0
-    static let ackWait = 3.0
+    /// The clean stop's budget: acknowledgements for `ackWait`, `offline` by `offlineWait`, all within the
+    /// service group's 5-s stop bound.
+    static let ackWait = 2.5, offlineWait = 3.5
 
     /// `retained` seeds the retained state (republished on every connect, in this order).
     public init(options: MQTTConnectionOptions, retained: [MQTTMessage], logger: Logger) throws {
@@ -136,7 +138,7 @@ public final class MQTTClient: @unchecked Sendable {
     public var connectionCount: Int { lock.lock(); defer { lock.unlock() }; return connections }
 
     /// Flushes the queue, waits up to a few seconds for acknowledgements, publishes `offline`, disconnects. Returns
-    /// within `ackWait` + 1.5 s even if the thread is stuck in connect().
+    /// within `offlineWait` + 0.5 s even if the thread is stuck in connect().
     public func stop() {
         lock.lock()
         let first = !stopRequested
@@ -144,7 +146,7 @@ public final class MQTTClient: @unchecked Sendable {
         lock.unlock()
         guard first, thread != nil else { return }
         wake.wake()
-        if finished.wait(timeout: .now() + Self.ackWait + 1.5) == .timedOut {
+        if finished.wait(timeout: .now() + Self.offlineWait + 0.5) == .timedOut {
             logger.warning("MQTT client did not stop in time (stuck connecting to \(options.address)); exiting without a clean disconnect")
         }
         lock.lock()
@@ -303,9 +305,9 @@ public final class MQTTClient: @unchecked Sendable {
             return nil
         }
 
-        /// The clean stop of a connected session: flush, wait for acks, `offline`, disconnect (within `ackWait` + 1 s).
+        /// The clean stop of a connected session: flush, wait for acks, `offline`, disconnect (within `offlineWait`).
         func finish() {
-            let deadline = Date().addingTimeInterval(Self.ackWait)
+            let begun = Date(), deadline = begun.addingTimeInterval(Self.ackWait)
             func idle() -> Bool { lock.lock(); defer { lock.unlock() }; return queue.isEmpty && inflight.isEmpty }
             while Date() < deadline, !idle() {
                 guard handOver(), step(m, timeoutMs: 50) == MOSQ_ERR_SUCCESS.rawValue, cb.disconnect == nil else { return }
@@ -314,7 +316,7 @@ public final class MQTTClient: @unchecked Sendable {
             var mid: Int32 = 0
             let offline = Array("offline".utf8)
             guard mosquitto_publish(m, &mid, options.statusTopic, Int32(offline.count), offline, 1, true) == MOSQ_ERR_SUCCESS.rawValue else { return }
-            let offlineDeadline = max(deadline, Date().addingTimeInterval(1))
+            let offlineDeadline = begun.addingTimeInterval(Self.offlineWait)
             while Date() < offlineDeadline, !cb.acked.contains(mid) {
                 guard step(m, timeoutMs: 50) == MOSQ_ERR_SUCCESS.rawValue, cb.disconnect == nil else { return }
             }
