@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
 
         // One home for system-call plumbing: typed errno, the EINTR retry, the wake-up pipe, SIGPIPE.
         .target(name: "SystemSupport"),
@@ -44,9 +45,9 @@ let package = Package(
         .target(name: "Engine", dependencies: [
             "AudioCapture", "HTSAT", "Detection", .product(name: "Logging", package: "swift-log"),
         ]),
-        // Outputs: typed messages, their one JSON encoding, and the sinks (stdout, Unix socket, log file).
+        // Outputs: typed messages, their one JSON encoding, and the sinks (stdout, Unix socket, log file, MQTT).
         .target(name: "Sinks", dependencies: [
-            "Detection", "SystemSupport", .product(name: "Logging", package: "swift-log"),
+            "Detection", "SystemSupport", "CMosquitto", .product(name: "Logging", package: "swift-log"),
         ]),
         // The daemon and its commands: configuration, lifecycle, signals, systemd, benchmark.
         .target(name: "Daemon", dependencies: [

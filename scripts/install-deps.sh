@@ -7,6 +7,7 @@ packages=(
   libfftw3-dev                                    # STFT (fftw3f)
   libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
   libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
+  libmosquitto-dev mosquitto mosquitto-clients openssl  # MQTT output; a real broker, subscriber and test CA for its tests
   pkg-config socat curl ca-certificates
   dpkg-dev                                        # the Debian package: dpkg-shlibdeps (dpkg-deb is in dpkg)
   man-db mandoc logrotate                         # package test: man -l, mandoc -Tlint, logrotate -d on the snippet

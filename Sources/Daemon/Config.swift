@@ -97,7 +97,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
-        "events", "event_settings", "defaults", "outputs", "stats_interval", "log_level",
+        "events", "event_settings", "defaults", "outputs", "mqtt", "stats_interval", "log_level",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -125,6 +125,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     /// Per-event overrides keyed by the name as written in `events`, and the settings of every other event.
     public var eventSettings: [String: EventOverrides] = [:], defaults = DaemonConfig.defaultEventSettings
     public var outputs = Outputs()
+    /// Publishing to an MQTT broker (MQTTOptions.swift); off unless `mqtt.url` is set.
+    public var mqtt = MQTT()
     /// Seconds between statistics log lines (0: none), and the minimum level of diagnostic log lines.
     public var statsInterval = 60.0, logLevel = Logger.Level.info
 
@@ -153,6 +155,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         // Any name is allowed here: names are resolved later, against the label file.
         eventSettings = try top["event_settings"]?.object(allowed: nil).mapValues { try EventOverrides(from: $0.decoder) } ?? [:]
         outputs = try top["outputs"].map { try Outputs(from: $0.decoder) } ?? outputs
+        mqtt = try top["mqtt"].map { try MQTT(from: $0.decoder) } ?? mqtt
         statsInterval = try top["stats_interval"]?.number() ?? statsInterval
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
     }
@@ -259,6 +262,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         labels = labels.map(resolve)
         outputs.socket = outputs.socket.map(resolve)
         outputs.logFile = outputs.logFile.map(resolve)
+        mqtt.resolvePaths(resolve)
     }
 
     /// Checks every single value and the relations between them (everything but `events` being non-empty).
@@ -303,6 +307,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         let backlogs = Self.maxClientBacklogRange
         try require(backlogs.contains(outputs.maxClientBacklog), "outputs.max_client_backlog", outputs.maxClientBacklog,
                     "\(backlogs.lowerBound) to \(backlogs.upperBound) bytes")
+        try mqtt.check()
         try require(statsInterval.isFinite && statsInterval >= 0, "stats_interval", statsInterval, "seconds, 0 or more (0 disables statistics)")
     }
 

@@ -26,7 +26,8 @@ final class DaemonRun {
         for name in loaded.unusedEventSettings {
             logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
         }
-        outputs = try OutputsService(config: config.outputs, logger: logger)
+        let mqtt = try config.mqtt.sinkOptions(events: loaded.specs.map(\.definition.name), logger: logger)
+        outputs = try OutputsService(config: config.outputs, mqtt: mqtt, logger: logger)
     }
 
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.

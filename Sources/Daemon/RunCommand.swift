@@ -43,6 +43,14 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between stats lines on stderr (0: off).") var statsInterval: Double?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Flag(name: .customLong("pace-realtime"), help: .hidden) var paceRealtime = false
+    @Option(help: "Publish to this MQTT broker: mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).") var mqtt: String?
+    @Option(name: .customLong("mqtt-node"), help: "Topic level of this daemon, <prefix>/<node>/... (default: the host name).") var mqttNode: String?
+    @Option(name: .customLong("mqtt-prefix"), help: "First topic level (default htsatd).") var mqttPrefix: String?
+    @Option(name: .customLong("mqtt-username"), help: "MQTT user name.") var mqttUsername: String?
+    @Option(name: .customLong("mqtt-password-file"), help: "File whose first line is the MQTT password.") var mqttPasswordFile: String?
+    @Option(name: .customLong("mqtt-ca-file"), help: "CA bundle for mqtts:// (default: the system store).") var mqttCAFile: String?
+    @Flag(name: .customLong("ha-discovery"), help: "Publish Home Assistant MQTT discovery configs (one binary_sensor per event).")
+    var haDiscovery = false
 
     public init() {}
 
@@ -86,6 +94,13 @@ public struct Run: ParsableCommand {
         if noStdout { c.outputs.stdout = false }
         if exitOnDeviceError { c.exitOnDeviceError = true }
         if let statsInterval { c.statsInterval = statsInterval }
+        if let mqtt { c.mqtt.url = mqtt }
+        if let mqttNode { c.mqtt.node = mqttNode }
+        if let mqttPrefix { c.mqtt.prefix = mqttPrefix }
+        if let mqttUsername { c.mqtt.username = mqttUsername }
+        if let mqttPasswordFile { c.mqtt.passwordFile = mqttPasswordFile }
+        if let mqttCAFile { c.mqtt.caFile = mqttCAFile }
+        if haDiscovery { c.mqtt.haDiscovery = true }
         if let logLevel {
             guard let level = Logger.Level(rawValue: logLevel) else {
                 throw DaemonError("--log-level \(logLevel): expected trace, debug, info, notice, warning, error or critical")

@@ -13,7 +13,10 @@ final class OutputsService: Service {
     let socket: UnixSocketSink?
     let logFile: LogFileSink?
 
-    init(config: DaemonConfig.Outputs, logger: Logger) throws {
+    /// The MQTT sink, when `mqtt` options are given (created last: it starts connecting at once).
+    let mqtt: MQTTSink?
+
+    init(config: DaemonConfig.Outputs, mqtt: MQTTSinkOptions? = nil, logger: Logger) throws {
         var sinks: [Sink] = []
         if config.stdout { sinks.append(StdoutSink(logger: logger)) }
         socket = try config.socket.map { path in
@@ -28,6 +31,8 @@ final class OutputsService: Service {
             throw error
         }
         sinks += [socket as Sink?, logFile as Sink?].compactMap { $0 }
+        self.mqtt = try mqtt.map { try MQTTSink(options: $0, logger: logger) }
+        if let sink = self.mqtt { sinks.append(sink) }
         if sinks.isEmpty { logger.warning("no outputs: events are computed but go nowhere (add --socket or --log-file, or drop --no-stdout)") }
         fanout = SinkFanout(sinks)
     }
