@@ -2,10 +2,6 @@ import Foundation
 import Logging
 import Sinks
 
-/// The daemon's version for MQTT discovery's `sw_version`.
-/// Placeholder: to be pointed at the single-source version constant (Sources/Daemon/Version.swift) once it lands.
-let htsatdVersion = "0.1.0-dev"
-
 extension DaemonConfig {
     /// Keys of `mqtt`, in documentation order.
     public static let mqttKeys = [
@@ -110,7 +106,7 @@ extension DaemonConfig {
             }
             (c.qos, c.keepalive, c.queueLimit) = (qos, keepalive, queueSize)
             return MQTTSinkOptions(connection: c, prefix: prefix, node: node, events: events,
-                                   discoveryPrefix: haDiscovery ? discoveryPrefix : nil, softwareVersion: htsatdVersion)
+                                   discoveryPrefix: haDiscovery ? discoveryPrefix : nil, softwareVersion: HTSATDVersion.number)
         }
     }
 }

@@ -2,7 +2,7 @@ import HTSAT
 
 /// htsatd's version: the one place it is written. `htsatd --version` prints it; scripts/package-deb.sh reads it back
 /// from the built binary's `--version` (so the package can never disagree with the binary), and MQTT discovery's
-/// `sw_version` is meant to use `HTSATDVersion.number` too.
+/// MQTT discovery's `sw_version` uses `HTSATDVersion.number` too.
 public enum HTSATDVersion {
     public static let number = "0.3.0"
 

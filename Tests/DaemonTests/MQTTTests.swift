@@ -99,6 +99,7 @@ final class MQTTTests: XCTestCase {
             let device = try XCTUnwrap(config["device"] as? [String: Any])
             XCTAssertEqual(device["identifiers"] as? [String], ["htsatd_file_1"])
             for key in ["name", "model", "sw_version"] { XCTAssertNotNil(device[key] as? String, key) }
+            XCTAssertEqual(device["sw_version"] as? String, HTSATDVersion.number, "one version everywhere")
             XCTAssertEqual((config["origin"] as? [String: Any])?["name"] as? String, "htsatd")
         }
         // The attributes of the last dog bark: its start, score and labels.
