@@ -98,6 +98,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
         "events", "event_settings", "defaults", "outputs", "stats_interval", "log_level",
+        "clips",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -127,6 +128,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public var outputs = Outputs()
     /// Seconds between statistics log lines (0: none), and the minimum level of diagnostic log lines.
     public var statsInterval = 60.0, logLevel = Logger.Level.info
+    /// Event clips (`clips`, ClipsConfig.swift); none unless `clips.dir` is set.
+    public var clips = Clips()
 
     /// The built-in defaults.
     public init() {}
@@ -155,6 +158,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         outputs = try top["outputs"].map { try Outputs(from: $0.decoder) } ?? outputs
         statsInterval = try top["stats_interval"]?.number() ?? statsInterval
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
+        clips = try top["clips"].map { try Clips(from: $0.decoder) } ?? clips
     }
 
     /// The labels file to read: `labels`, else class_labels_indices.csv beside the model when it exists; nil means
@@ -254,6 +258,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         labels = labels.map(resolve)
         outputs.socket = outputs.socket.map(resolve)
         outputs.logFile = outputs.logFile.map(resolve)
+        clips.dir = clips.dir.map(resolve)
     }
 
     /// Checks every single value and the relations between them (everything but `events` being non-empty).
@@ -305,6 +310,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         try require(backlogs.contains(outputs.maxClientBacklog), "outputs.max_client_backlog", outputs.maxClientBacklog,
                     "\(backlogs.lowerBound) to \(backlogs.upperBound) bytes")
         try require(statsInterval.isFinite && statsInterval >= 0, "stats_interval", statsInterval, "seconds, 0 or more (0 disables statistics)")
+        try clips.check()
     }
 
     /// `parent.name`, quoting names that are not plain identifiers (AudioSet labels have spaces and commas).

@@ -15,6 +15,7 @@ final class DaemonRun {
     private let logger: Logger
     private let loaded: LoadedModel
     private let outputs: OutputsService
+    private let clips: ClipService?
     private let notifier: SystemdNotifier
 
     init(config: DaemonConfig, logger: Logger) throws {
@@ -26,6 +27,7 @@ final class DaemonRun {
             logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
         }
         outputs = try OutputsService(config: config.outputs, logger: logger)
+        clips = try ClipService(config: config, loaded: loaded, logger: logger)
     }
 
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.
@@ -39,11 +41,12 @@ final class DaemonRun {
             logger.info("reading \(input == "-" ? "stdin" : input): \(reader.formatDescription), \(reader.sourceRate) Hz, \(reader.channels) channel(s)")
             let started = Date(), cpu0 = cpuSeconds()
             let clock = { (seconds: Double) in started.addingTimeInterval(seconds) }
-            let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { event in
-                fanout.publish(.event(EventLine(event, clock: clock)))
+            let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { [clips] event in
+                fanout.publish(.event(clips?.line(event, clock: clock) ?? EventLine(event, clock: clock)))
             }
+            scheduler.audioTap = clips?.tap(fileMode: true)
             let engine = EngineService(scheduler: scheduler, source: .file(reader)) { weakGroup }
-            group = ServiceGroup([outputs, engine], logger: logger)
+            group = ServiceGroup([outputs, clips as Service?, engine].compactMap { $0 }, logger: logger)
             finish = { [logger] in
                 let s = scheduler.stats
                 let wall = Date().timeIntervalSince(started)
@@ -123,11 +126,12 @@ final class DaemonRun {
                 _ = notifier.ready(status: status)
                 logger.info("audio is flowing; first window processed")
             }
-        }) { event in
-            fanout.publish(.event(EventLine(event, clock: clock)))
+        }) { [clips] event in
+            fanout.publish(.event(clips?.line(event, clock: clock) ?? EventLine(event, clock: clock)))
         }
+        scheduler.audioTap = clips?.tap(fileMode: false)
         let engine = EngineService(scheduler: scheduler, source: .live(ring), group: group)
-        return ServiceGroup([outputs, monitor, engine, CaptureService(capture)], logger: logger)
+        return ServiceGroup([outputs, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 }, logger: logger)
     }
 }
 

@@ -5,7 +5,7 @@ public struct HTSATD: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "htsatd",
         abstract: "Real-time sound event detection with HTS-AT on Linux.",
-        subcommands: [Run.self, Scores.self, Tag.self, Events.self, Bench.self],
+        subcommands: [Run.self, Scores.self, Tag.self, Events.self, Bench.self, Plot.self],
         defaultSubcommand: Run.self
     )
     public init() {}

@@ -43,6 +43,8 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between stats lines on stderr (0: off).") var statsInterval: Double?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Flag(name: .customLong("pace-realtime"), help: .hidden) var paceRealtime = false
+    @Option(help: "Write a clip of each event (with pre- and post-roll) under this directory (config \"clips\" for the rest).")
+    var clips: String?
 
     public init() {}
 
@@ -86,6 +88,7 @@ public struct Run: ParsableCommand {
         if noStdout { c.outputs.stdout = false }
         if exitOnDeviceError { c.exitOnDeviceError = true }
         if let statsInterval { c.statsInterval = statsInterval }
+        if let clips { c.clips.dir = clips }
         if let logLevel {
             guard let level = Logger.Level(rawValue: logLevel) else {
                 throw DaemonError("--log-level \(logLevel): expected trace, debug, info, notice, warning, error or critical")
