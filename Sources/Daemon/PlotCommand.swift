@@ -89,7 +89,7 @@ struct ScorePlot {
     let lanes: [Lane]
 
     // Layout, in pixels.
-    private let left = 130.0, right = 24.0, top = 44.0, specHeight = 160.0, laneHeight = 118.0, gap = 14.0
+    private let left = 170.0, right = 24.0, top = 62.0, specHeight = 160.0, laneHeight = 130.0, gap = 14.0
     private var width: Double { min(2400, max(960, 24 * (to - from))) + left + right }
     private var plotWidth: Double { width - left - right }
     private func x(_ t: Double) -> Double { left + (t - from) / (to - from) * plotWidth }
@@ -101,10 +101,10 @@ struct ScorePlot {
         <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="\(f(width))" height="\(f(height))" \
         viewBox="0 0 \(f(width)) \(f(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">
         <rect width="100%" height="100%" fill="#ffffff"/>
-        <text x="\(f(left))" y="26" font-size="17" font-weight="bold">\(esc(title)) — \(f(from))–\(f(to)) s</text>
-        <text x="\(f(width - right))" y="26" text-anchor="end" fill="#444">settled score (blue), on/off thresholds (red/orange dashed), detected (green, #id), truth (grey bar)</text>
+        <text x="\(f(left))" y="24" font-size="17" font-weight="bold">\(esc(title)) — \(f(from))–\(f(to)) s</text>
 
         """
+        s += legend(y: 44)
         s += spectrogram()
         for (i, lane) in lanes.enumerated() { s += draw(lane, y: top + specHeight + gap + Double(i) * (laneHeight + gap)) }
         s += axis(y: axisY)
@@ -130,14 +130,37 @@ struct ScorePlot {
         return s
     }
 
+    /// Swatches naming each mark, in one row under the title.
+    private func legend(y: Double) -> String {
+        var s = "", x = left
+        func item(_ mark: String, _ label: String) {
+            s += mark + "<text x=\"\(f(x + 30))\" y=\"\(f(y + 4))\" fill=\"#333\">\(label)</text>\n"
+            x += 40 + Double(label.count) * 7.2
+        }
+        func line(_ color: String, dashed: Bool) -> String {
+            "<line x1=\"\(f(x))\" x2=\"\(f(x + 24))\" y1=\"\(f(y))\" y2=\"\(f(y))\" stroke=\"\(color)\" stroke-width=\"2\"\(dashed ? " stroke-dasharray=\"6 4\"" : "")/>"
+        }
+        func box(_ color: String, _ opacity: Double) -> String {
+            "<rect x=\"\(f(x))\" y=\"\(f(y - 6))\" width=\"24\" height=\"12\" fill=\"\(color)\" fill-opacity=\"\(f(opacity))\"/>"
+        }
+        item(line("#1565c0", dashed: false), "settled score (what the tracker uses)")
+        item(line("#d32f2f", dashed: true), "on threshold")
+        item(line("#f57c00", dashed: true), "off threshold")
+        item(box("#4caf50", 0.35), "detected event #id")
+        item(box("#888888", 1), "annotated truth")
+        return s
+    }
+
     private func draw(_ lane: Lane, y: Double) -> String {
-        func sy(_ v: Double) -> Double { y + 8 + (1 - v) * (laneHeight - 30) }
+        // A label strip on top (event ids), the score area, the truth bar at the bottom.
+        let scoreTop = y + 24, scoreBottom = y + laneHeight - 22
+        func sy(_ v: Double) -> Double { scoreBottom - v * (scoreBottom - scoreTop) }
         var s = "<g>\n<rect x=\"\(f(left))\" y=\"\(f(y))\" width=\"\(f(plotWidth))\" height=\"\(f(laneHeight))\" fill=\"#f7f7f7\" stroke=\"#cccccc\"/>\n"
-        s += "<text x=\"\(f(left - 10))\" y=\"\(f(y + 40))\" text-anchor=\"end\" font-weight=\"bold\">\(esc(lane.event))</text>\n"
-        s += "<text x=\"\(f(left - 10))\" y=\"\(f(y + 57))\" text-anchor=\"end\" fill=\"#555\" font-size=\"11\">on \(f(lane.on)) / off \(f(lane.off))</text>\n"
+        s += "<text x=\"\(f(left - 34))\" y=\"\(f(y + laneHeight / 2 - 4))\" text-anchor=\"end\" font-weight=\"bold\" font-size=\"14\">\(esc(lane.event))</text>\n"
+        s += "<text x=\"\(f(left - 34))\" y=\"\(f(y + laneHeight / 2 + 13))\" text-anchor=\"end\" fill=\"#555\" font-size=\"11\">on \(f(lane.on)) / off \(f(lane.off))</text>\n"
         for v in [0.0, 0.5, 1.0] {
             s += "<line x1=\"\(f(left))\" x2=\"\(f(left + plotWidth))\" y1=\"\(f(sy(v)))\" y2=\"\(f(sy(v)))\" stroke=\"#e0e0e0\"/>\n"
-            s += "<text x=\"\(f(left + 3))\" y=\"\(f(sy(v) - 2))\" fill=\"#999\" font-size=\"10\">\(f(v))</text>\n"
+            s += "<text x=\"\(f(left - 6))\" y=\"\(f(sy(v) + 4))\" text-anchor=\"end\" fill=\"#777\" font-size=\"10\">\(f(v))</text>\n"
         }
         // Truth: a grey bar along the lane's bottom.
         for t in lane.truth where visible(t.start, t.end) {
@@ -148,9 +171,9 @@ struct ScorePlot {
         for e in lane.detected where visible(e.start, e.end ?? e.start) {
             let (a, b) = clamp(e.start, e.end ?? e.start)
             let dashed = e.confirmed ? "" : " stroke=\"#2e7d32\" stroke-dasharray=\"3 3\""
-            s += "<rect x=\"\(f(x(a)))\" y=\"\(f(y + 1))\" width=\"\(f(max(1, x(b) - x(a))))\" height=\"\(f(laneHeight - 19))\" fill=\"#4caf50\" fill-opacity=\"0.28\"\(dashed)>"
+            s += "<rect x=\"\(f(x(a)))\" y=\"\(f(y + 1))\" width=\"\(f(max(1, x(b) - x(a))))\" height=\"\(f(scoreBottom - y))\" fill=\"#4caf50\" fill-opacity=\"0.28\"\(dashed)>"
             s += "<title>\(esc(e.event)) #\(e.id) \(f(e.start))–\(f(e.end ?? e.start)) s\(e.confirmed ? "" : " (unconfirmed)")</title></rect>\n"
-            s += "<text x=\"\(f(x(a) + 3))\" y=\"\(f(y + 15))\" fill=\"#1b5e20\" font-weight=\"bold\">\(esc(e.event)) #\(e.id)</text>\n"
+            s += "<text x=\"\(f(x(a) + 3))\" y=\"\(f(y + 16))\" fill=\"#1b5e20\" font-weight=\"bold\">\(esc(e.event)) #\(e.id)</text>\n"
         }
         for (v, color) in [(lane.on, "#d32f2f"), (lane.off, "#f57c00")] {
             s += "<line x1=\"\(f(left))\" x2=\"\(f(left + plotWidth))\" y1=\"\(f(sy(v)))\" y2=\"\(f(sy(v)))\" stroke=\"\(color)\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n"
