@@ -32,6 +32,8 @@ public struct ClipStats: Equatable, Sendable {
     public var written = 0
     /// Clips given up: a full disk, an I/O error, the budget, or audio the writer fell too far behind to read.
     public var abandoned = 0
+
+    public init(written: Int = 0, abandoned: Int = 0) { (self.written, self.abandoned) = (written, abandoned) }
 }
 
 /// Why the clip directory cannot be used (start-up).

@@ -26,8 +26,9 @@ final class DaemonRun {
         for name in loaded.unusedEventSettings {
             logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
         }
-        outputs = try OutputsService(config: config.outputs, logger: logger)
+        // Before the outputs: a bad clip directory then fails start-up before a socket file exists.
         clips = try ClipService(config: config, loaded: loaded, logger: logger)
+        outputs = try OutputsService(config: config.outputs, logger: logger)
     }
 
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.
