@@ -72,6 +72,8 @@ public final class ClipWriter: @unchecked Sendable {
     private let logMel: ClipLogMel?
     private let logger: Logger
     private let retention: ClipRetention
+    /// Seconds between retention passes while running (10 min).
+    private let retentionInterval: Double
 
     // Shared with the engine thread, under `cond`.
     private let cond = NSCondition()
@@ -116,8 +118,9 @@ public final class ClipWriter: @unchecked Sendable {
     /// Checks that `settings.dir` is writable (creating it), removes leftovers of an earlier run and enforces the
     /// budget; throws a `ClipDirectoryError` naming the directory otherwise.
     public init(settings: ClipSettings, sampleRate: Int, lagSeconds: Double, hopSeconds: Double,
-                logMel: ClipLogMel? = nil, logger: Logger) throws {
+                logMel: ClipLogMel? = nil, retentionInterval: Double = 600, logger: Logger) throws {
         self.settings = settings
+        self.retentionInterval = retentionInterval
         self.sampleRate = sampleRate
         self.logMel = logMel
         self.logger = logger
@@ -254,11 +257,13 @@ public final class ClipWriter: @unchecked Sendable {
     private enum Step { case command(Command), advance(Int64), retention }
 
     private func run() {
-        var nextRetention = Date().addingTimeInterval(600)
+        var nextRetention = Date().addingTimeInterval(retentionInterval)
         loop: while true {
             cond.lock()
             var step: Step
             while true {
+                // First, so that a writer kept busy by audio every hop still runs retention on time.
+                if Date() >= nextRetention { step = .retention; break }
                 if let first = commands.first, first.stamp <= position {
                     commands.removeFirst()
                     step = .command(first.command)
@@ -269,7 +274,6 @@ public final class ClipWriter: @unchecked Sendable {
                     step = .advance(limit)
                     break
                 }
-                if Date() >= nextRetention { step = .retention; break }
                 cond.wait(until: nextRetention)
             }
             cond.unlock()
@@ -295,7 +299,7 @@ public final class ClipWriter: @unchecked Sendable {
                 cond.lock(); position = now; cond.broadcast(); cond.unlock()
             case .retention:
                 committedBytes = retention.enforce(extraBytes: openBytes, logger: logger).bytes
-                nextRetention = Date().addingTimeInterval(600)
+                nextRetention = Date().addingTimeInterval(retentionInterval)
             }
         }
         cond.lock(); running = false; cond.broadcast(); cond.unlock()

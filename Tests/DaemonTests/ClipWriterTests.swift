@@ -59,4 +59,44 @@ final class ClipWriterTests: XCTestCase {
         XCTAssertTrue(try clip(3, 1_800_000_010) == Array(stream[13000..<25000]), "event 3: its first max_seconds")
         XCTAssertTrue(try clip(4, 1_800_000_033) == Array(stream[34500..<40000]), "event 4, open at the end: cut at the last sample")
     }
+
+    /// Retention runs on its timer while the writer runs and audio flows, not only at start-up: a clip past
+    /// max_age_days that appears after start is deleted.
+    func testClipRetentionRunsPeriodicallyWhileAudioFlows() throws {
+        let dir = try Fixtures.temporaryDirectory("htsatd-clipwriter")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var settings = ClipSettings(dir: dir.path)
+        settings.budget = ClipBudget(maxAgeDays: 1)
+        let writer = try ClipWriter(settings: settings, sampleRate: 1000, lagSeconds: 1, hopSeconds: 0.01,
+                                    retentionInterval: 0.05, logger: Logger(label: "test"))
+        writer.start()
+        let old = dir.appendingPathComponent("2020-01-01/siren-20200101T000000Z-7.flac")
+        try FileManager.default.createDirectory(at: old.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data([1]).write(to: old)
+        // A feeder as fast as the writer takes audio (file-mode feeds wait for it).
+        let feeding = ManagedAtomicFlag()
+        let fed = DispatchSemaphore(value: 0)
+        Thread {
+            let hop = [Float](repeating: 0, count: 10)
+            var at: Int64 = 0
+            while feeding.isSet {
+                hop.withUnsafeBufferPointer { writer.feed($0, at: at, wait: true) }
+                at += 10
+            }
+            fed.signal()
+        }.start()
+        let gone = eventually(timeout: 10) { !FileManager.default.fileExists(atPath: old.path) }
+        feeding.clear()
+        fed.wait()
+        writer.finish()
+        XCTAssertTrue(gone, "an old clip survived 10 s of running")
+    }
+}
+
+/// A flag shared with a feeder thread.
+private final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = true
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func clear() { lock.lock(); value = false; lock.unlock() }
 }
