@@ -5,6 +5,7 @@ import PackageDescription
 //   SystemSupport → AudioCapture (capture), HTSAT ─────┐
 //   CHTSATKernels → FrontEnd (DSP) → HTSAT (model) ──→ Engine (ring + model + scheduler) ─┐
 //   Detection (pure logic: fusion, tracker, catalogue) ┴→ Sinks (outputs) ────────────────┴→ Daemon → htsatd
+//   Detection, SystemSupport → Clips (event clips, retention, PNG) ──────────────────────────┘
 let package = Package(
     name: "htsatd",
     platforms: [.macOS(.v13)],
@@ -24,6 +25,7 @@ let package = Package(
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
         // One home for system-call plumbing: typed errno, the EINTR retry, the wake-up pipe, SIGPIPE.
         .target(name: "SystemSupport"),
@@ -49,9 +51,13 @@ let package = Package(
         .target(name: "Sinks", dependencies: [
             "Detection", "SystemSupport", "CMosquitto", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Event clips: the writer thread (pre-roll, atomic files, libsndfile), retention, spectrogram PNGs (libpng).
+        .target(name: "Clips", dependencies: [
+            "CSndfile", "CPNG", "Detection", "SystemSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
         // The daemon and its commands: configuration, lifecycle, signals, systemd, benchmark.
         .target(name: "Daemon", dependencies: [
-            "Engine", "Detection", "Sinks", "AudioCapture", "HTSAT", "SystemSupport", "CSystemd",
+            "Engine", "Detection", "Sinks", "AudioCapture", "HTSAT", "SystemSupport", "CSystemd", "Clips", "FrontEnd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -67,7 +73,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Detection", "HTSAT", "AudioCapture", "Sinks", "TestSupport",
                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SinksTests", dependencies: ["Sinks", "Detection", "SystemSupport", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "HTSAT", "AudioCapture", "SystemSupport", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "htsatd", "HTSAT", "AudioCapture", "SystemSupport", "TestSupport", "Clips", "CSndfile"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -5,7 +5,8 @@ packages=(
   libasound2-dev libasound2-plugins alsa-utils   # ALSA capture (alsa-lib, its plugins, aplay/arecord)
   libopenblas-dev                                 # only for the gemmfloor comparison in README (Performance)
   libfftw3-dev                                    # STFT (fftw3f)
-  libsndfile1-dev libsoxr-dev                     # audio file decoding, resampling
+  libsndfile1-dev libsoxr-dev                     # audio file decoding and clip encoding, resampling
+  libpng-dev                                      # spectrogram PNGs of clips and plots
   libsystemd-dev systemd                          # sd_notify; systemd-analyze for the unit test
   libmosquitto-dev mosquitto mosquitto-clients openssl  # MQTT output; a real broker, subscriber and test CA for its tests
   pkg-config socat curl ca-certificates

@@ -97,7 +97,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
-        "events", "event_settings", "defaults", "outputs", "mqtt", "stats_interval", "log_level",
+        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "log_level",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -129,6 +129,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public var mqtt = MQTT()
     /// Seconds between statistics log lines (0: none), and the minimum level of diagnostic log lines.
     public var statsInterval = 60.0, logLevel = Logger.Level.info
+    /// Event clips (`clips`, ClipsConfig.swift); none unless `clips.dir` is set.
+    public var clips = Clips()
 
     /// The built-in defaults.
     public init() {}
@@ -158,6 +160,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         mqtt = try top["mqtt"].map { try MQTT(from: $0.decoder) } ?? mqtt
         statsInterval = try top["stats_interval"]?.number() ?? statsInterval
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
+        clips = try top["clips"].map { try Clips(from: $0.decoder) } ?? clips
     }
 
     /// The labels file to read: `labels`, else class_labels_indices.csv beside the model when it exists; nil means
@@ -263,6 +266,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         outputs.socket = outputs.socket.map(resolve)
         outputs.logFile = outputs.logFile.map(resolve)
         mqtt.resolvePaths(resolve)
+        clips.dir = clips.dir.map(resolve)
     }
 
     /// Checks every single value and the relations between them (everything but `events` being non-empty).
@@ -309,6 +313,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
                     "\(backlogs.lowerBound) to \(backlogs.upperBound) bytes")
         try mqtt.check()
         try require(statsInterval.isFinite && statsInterval >= 0, "stats_interval", statsInterval, "seconds, 0 or more (0 disables statistics)")
+        try clips.check()
     }
 
     /// `parent.name`, quoting names that are not plain identifiers (AudioSet labels have spaces and commas).

@@ -16,6 +16,7 @@ final class DaemonRun {
     private let logger: Logger
     private let loaded: LoadedModel
     private let outputs: OutputsService
+    private let clips: ClipService?
     private let notifier: SystemdNotifier
 
     init(config: DaemonConfig, logger: Logger) throws {
@@ -26,6 +27,8 @@ final class DaemonRun {
         for name in loaded.unusedEventSettings {
             logger.warning("event_settings has \"\(name)\", which is not among the selected events (\(config.events.joined(separator: ", "))): check its spelling")
         }
+        // Before the outputs: a bad clip directory then fails start-up before a socket file exists.
+        clips = try ClipService(config: config, loaded: loaded, logger: logger)
         let mqtt = try config.mqtt.sinkOptions(events: loaded.specs.map(\.definition.name), logger: logger)
         outputs = try OutputsService(config: config.outputs, mqtt: mqtt, logger: logger)
     }
@@ -63,11 +66,12 @@ final class DaemonRun {
         let started = Date(), cpu0 = cpuSeconds()
         let clock = { (seconds: Double) in started.addingTimeInterval(seconds) }
         let fanout = outputs.fanout
-        let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { event in
-            fanout.publish(.event(EventLine(event, clock: clock)))
+        let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { [clips] event in
+            fanout.publish(.event(clips?.line(event, clock: clock) ?? EventLine(event, clock: clock)))
         }
+        scheduler.audioTap = clips?.tap(fileMode: true)
         let engine = EngineService(scheduler: scheduler, source: .file(reader), group: group)
-        return (ServiceGroup([outputs, engine], logger: logger), { [logger] in
+        return (ServiceGroup([outputs, clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
             let s = scheduler.stats
             let wall = Date().timeIntervalSince(started)
             logger.info("file done", metadata: [
@@ -132,11 +136,12 @@ final class DaemonRun {
                 _ = notifier.ready(status: status)
                 logger.info("audio is flowing; first window processed")
             }
-        }) { event in
-            fanout.publish(.event(EventLine(event, clock: clock)))
+        }) { [clips] event in
+            fanout.publish(.event(clips?.line(event, clock: clock) ?? EventLine(event, clock: clock)))
         }
+        scheduler.audioTap = clips?.tap(fileMode: false)
         let engine = EngineService(scheduler: scheduler, source: .live(ring), group: group)
-        return ServiceGroup([outputs, monitor, engine, CaptureService(capture)], logger: logger)
+        return ServiceGroup([outputs, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 }, logger: logger)
     }
 }
 

@@ -51,6 +51,8 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("mqtt-ca-file"), help: "CA bundle for mqtts:// (default: the system store).") var mqttCAFile: String?
     @Flag(name: .customLong("ha-discovery"), help: "Publish Home Assistant MQTT discovery configs (one binary_sensor per event).")
     var haDiscovery = false
+    @Option(help: "Write a clip of each event (with pre- and post-roll) under this directory (config \"clips\" for the rest).")
+    var clips: String?
 
     public init() {}
 
@@ -101,6 +103,7 @@ public struct Run: ParsableCommand {
         if let mqttPasswordFile { c.mqtt.passwordFile = mqttPasswordFile }
         if let mqttCAFile { c.mqtt.caFile = mqttCAFile }
         if haDiscovery { c.mqtt.haDiscovery = true }
+        if let clips { c.clips.dir = clips }
         if let logLevel {
             guard let level = Logger.Level(rawValue: logLevel) else {
                 throw DaemonError("--log-level \(logLevel): expected trace, debug, info, notice, warning, error or critical")

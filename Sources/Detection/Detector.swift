@@ -95,6 +95,10 @@ public final class Detector {
     private var pending: [DetectionEvent] = []
     private var finished = false
 
+    /// Read-only view of the settled track (`htsatd plot`): called for every settled cell with the event's index in
+    /// `specs`, the cell's start in seconds and the group score the tracker uses. Nil (the default) costs nothing.
+    public var settledScoreTap: ((_ event: Int, _ cellStart: Double, _ score: Float) -> Void)?
+
     /// Creates the core for a model with `classes` outputs; validates every event's settings. `hopSeconds` is the
     /// scheduler's window hop (it sets the trackers' `onsetTolerance`); `onsetSettle` nil or equal to `settle` means
     /// settled starts only.
@@ -168,6 +172,7 @@ public final class Detector {
                 if early {
                     tracker.processEarly(cellStart: start, cellEnd: end, memberScores: members, into: &pending)
                 } else {
+                    if let tap = settledScoreTap { tap(e, start, members.max() ?? 0) }
                     tracker.process(cellStart: start, cellEnd: end, memberScores: members, into: &pending)
                 }
             }

@@ -56,6 +56,14 @@ public final class WindowScheduler: @unchecked Sendable {
     private var _stats: SchedulerStats
     private let skipWarnings = LogThrottle()
     private var cancelled = false
+    /// Stream samples handed to `audioTap` so far, and its staging buffer (one hop, allocated once).
+    private var tapped: Int64 = 0
+    private var tapBuffer: [Float]
+
+    /// Called on the scheduler's thread with every stream sample once, in order, in pieces of at most a hop, with the
+    /// stream index of the first; samples the live ring lost to a stall are skipped (the index jumps). A window's
+    /// audio is handed over before its events are output. Set before running; nil costs nothing.
+    public var audioTap: ((_ samples: UnsafeBufferPointer<Float>, _ at: Int64) -> Void)?
 
     /// Creates a scheduler with windows every `hopSeconds` (rounded to samples, at most one clip).
     public init(detector: Detector, hopSeconds: Double = 1.0, logger: Logger,
@@ -72,6 +80,7 @@ public final class WindowScheduler: @unchecked Sendable {
         self.output = output
         self.logger = logger
         self.window = [Float](repeating: 0, count: geometry.clipSamples)
+        self.tapBuffer = [Float](repeating: 0, count: hop)
         self._stats = SchedulerStats(hopSeconds: Double(hop) / Double(geometry.sampleRate))
     }
 
@@ -112,6 +121,7 @@ public final class WindowScheduler: @unchecked Sendable {
                     // window (finishStream) covers the end.
                     noteSkipped(Int((written - nextEnd - 1) / hop + 1), at: written)
                 } else if written >= nextEnd, copyWindow(from: ring, endingAt: nextEnd) {
+                    feedTap(from: ring, upTo: nextEnd)
                     try runWindow(endingAt: nextEnd)  // the one window now due
                     lastEnd = nextEnd
                 }
@@ -128,6 +138,7 @@ public final class WindowScheduler: @unchecked Sendable {
                 nextEnd += hop
                 continue
             }
+            feedTap(from: ring, upTo: nextEnd)
             try runWindow(endingAt: nextEnd)
             lastEnd = nextEnd
             nextEnd += hop
@@ -160,6 +171,7 @@ public final class WindowScheduler: @unchecked Sendable {
             let n = try chunk.withUnsafeMutableBufferPointer { try reader.read(into: $0) }
             if n == 0 { break }
             chunk.withUnsafeBufferPointer { ring.write(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+            feedTap(from: ring, upTo: ring.totalWritten)
             while ring.totalWritten >= nextEnd {
                 guard copyWindow(from: ring, endingAt: nextEnd) else { preconditionFailure("file ring holds a clip plus a hop") }
                 try runWindow(endingAt: nextEnd)
@@ -174,6 +186,7 @@ public final class WindowScheduler: @unchecked Sendable {
     private func finishStream(ring: AudioRing, lastEnd: Int64) throws {
         var end = lastEnd
         let written = ring.totalWritten
+        feedTap(from: ring, upTo: written)
         if written > lastEnd, copyWindow(from: ring, endingAt: written) {
             try runWindow(endingAt: written)
             end = written
@@ -210,6 +223,18 @@ public final class WindowScheduler: @unchecked Sendable {
         _stats.inferenceSeconds += Double(elapsed) / 1e9
         statsLock.unlock()
         for event in events { output(event) }
+    }
+
+    /// Hands the samples in [`tapped`, `end`) to `audioTap`, a hop at a time; any the ring no longer holds are skipped.
+    private func feedTap(from ring: AudioRing, upTo end: Int64) {
+        guard let tap = audioTap else { return }
+        tapped = max(tapped, ring.oldestAvailable)
+        while tapped < end {
+            let n = Int(min(Int64(hopSamples), end - tapped))
+            let intact = tapBuffer.withUnsafeMutableBufferPointer { ring.read(endingAt: tapped + Int64(n), count: n, into: $0) }
+            if intact { tapBuffer.withUnsafeBufferPointer { tap(UnsafeBufferPointer(rebasing: $0[0..<n]), tapped) } }
+            tapped += Int64(n)
+        }
     }
 
     /// Copies the clip ending at `end` into `window`, zero-padding on the left before the stream start.

@@ -71,12 +71,16 @@ public enum LineEncoder {
 }
 
 /// A start or stop line: `{"type":"start"|"stop","event","id","start",["end","duration",["confirmed"]],"time",
-/// "score"|"peak_score","labels"}`.
+/// "score"|"peak_score","labels",["clip",["clip_truncated"]]}`.
 public struct EventLine: Encodable, Sendable, Equatable {
     /// The detected event (times in stream seconds).
     public let event: DetectionEvent
     /// Wall-clock instant of the start (start lines) or the end (stop lines), as written.
     public let time: String
+    /// The event's clip file, when clips are on (stop lines).
+    public var clip: String?
+    /// True when the event outlasted `clips.max_seconds`, so the clip holds only its first `max_seconds`.
+    public var clipTruncated = false
 
     /// An event line; `clock` maps stream seconds to wall-clock time (file and live modes differ only there).
     public init(_ event: DetectionEvent, clock: (Double) -> Date) {
@@ -88,6 +92,7 @@ public struct EventLine: Encodable, Sendable, Equatable {
     private struct Label: Encodable { let label: String; let score: Double }
     private enum Keys: String, CodingKey {
         case type, event, id, start, end, duration, confirmed, time, score, peakScore = "peak_score", labels
+        case clip, clipTruncated = "clip_truncated"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -105,6 +110,8 @@ public struct EventLine: Encodable, Sendable, Equatable {
         try c.encode(time, forKey: .time)
         try c.encode(r(Double(event.score)), forKey: event.kind == .start ? .score : .peakScore)
         try c.encode(event.labels.map { Label(label: $0.label, score: r(Double($0.score))) }, forKey: .labels)
+        try c.encodeIfPresent(clip, forKey: .clip)
+        if clip != nil, clipTruncated { try c.encode(true, forKey: .clipTruncated) }
     }
 }
 

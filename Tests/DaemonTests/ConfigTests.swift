@@ -344,6 +344,7 @@ final class ConfigTests: XCTestCase {
         check(root.members["outputs"], keys: DaemonConfig.outputKeys, at: "outputs.")
         check(root.members["defaults"], keys: DaemonConfig.eventSettingKeys, at: "defaults.")
         check(root.members["mqtt"], keys: DaemonConfig.mqttKeys, at: "mqtt.")
+        check(root.members["clips"], keys: DaemonConfig.clipKeys, at: "clips.")
         // No stray documentation for keys that do not exist.
         let present = Set(root.paths(""))
         XCTAssertTrue(present.contains("event_settings.siren.on_threshold"), "\(present)")

@@ -170,7 +170,7 @@ final class SystemdTests: XCTestCase {
         for line in [
             "Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Restart=on-failure", "RestartSec=5",
             "ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "SupplementaryGroups=audio",
-            "RuntimeDirectory=htsatd", "RuntimeDirectoryMode=0755", "StateDirectory=htsatd",
+            "RuntimeDirectory=htsatd", "RuntimeDirectoryMode=0755", "StateDirectory=htsatd htsatd/clips",
             "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateNetwork=yes",
             "RestrictAddressFamilies=AF_UNIX", "NoNewPrivileges=yes", "DevicePolicy=closed",
             "DeviceAllow=char-alsa rw", "PrivateDevices=no",

@@ -88,7 +88,7 @@ public final class HTSATModel {
     private let stateDict: StateDict
     /// The STFT frames of a clip, shared across the pool (one STFT per thread).
     private let frontEnd: FrontEndJob
-    private let logMel: LogMel
+    let logMel: LogMel
     private let bn0: BatchNorm0
     private let toImage: SpectrogramImage
     private let patchEmbed: PatchEmbed
