@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Thin C bridges, found through pkg-config.
@@ -60,6 +61,7 @@ let package = Package(
             "Engine", "Detection", "Sinks", "AudioCapture", "HTSAT", "SystemSupport", "CSystemd", "Clips", "FrontEnd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "htsatd", dependencies: ["Daemon"]),
 

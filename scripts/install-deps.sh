@@ -13,6 +13,7 @@ packages=(
   dpkg-dev                                        # the Debian package: dpkg-shlibdeps (dpkg-deb is in dpkg)
   man-db mandoc logrotate                         # package test: man -l, mandoc -Tlint, logrotate -d on the snippet
   hyperfine                                       # start-up time of the standalone binary (README, Install)
+  python3-prometheus-client                       # the metrics test parses --metrics-file with the reference parser
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -97,7 +97,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
-        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "log_level",
+        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "metrics_file", "log_level",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -129,6 +129,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public var mqtt = MQTT()
     /// Seconds between statistics log lines (0: none), and the minimum level of diagnostic log lines.
     public var statsInterval = 60.0, logLevel = Logger.Level.info
+    /// Prometheus text-format metrics written here (atomically) every stats interval and at exit; nil for none.
+    public var metricsFile: String?
     /// Event clips (`clips`, ClipsConfig.swift); none unless `clips.dir` is set.
     public var clips = Clips()
 
@@ -159,6 +161,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         outputs = try top["outputs"].map { try Outputs(from: $0.decoder) } ?? outputs
         mqtt = try top["mqtt"].map { try MQTT(from: $0.decoder) } ?? mqtt
         statsInterval = try top["stats_interval"]?.number() ?? statsInterval
+        metricsFile = try top["metrics_file"].nullable { try $0.path() } ?? metricsFile
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
         clips = try top["clips"].map { try Clips(from: $0.decoder) } ?? clips
     }
@@ -267,6 +270,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         outputs.logFile = outputs.logFile.map(resolve)
         mqtt.resolvePaths(resolve)
         clips.dir = clips.dir.map(resolve)
+        metricsFile = metricsFile.map(resolve)
     }
 
     /// Checks every single value and the relations between them (everything but `events` being non-empty).

@@ -18,6 +18,8 @@ final class DaemonRun {
     private let outputs: OutputsService
     private let clips: ClipService?
     private let notifier: SystemdNotifier
+    /// Prometheus metrics, when a metrics file is configured.
+    private let metrics: DaemonMetrics?
 
     init(config: DaemonConfig, logger: Logger) throws {
         self.config = config
@@ -31,6 +33,18 @@ final class DaemonRun {
         clips = try ClipService(config: config, loaded: loaded, logger: logger)
         let mqtt = try config.mqtt.sinkOptions(events: loaded.specs.map(\.definition.name), logger: logger)
         outputs = try OutputsService(config: config.outputs, mqtt: mqtt, logger: logger)
+        let names = loaded.specs.map(\.definition.name)
+        metrics = config.metricsFile == nil ? nil : DaemonMetrics(eventNames: names)
+    }
+
+    /// The service that refreshes and writes the metrics file from `counts` (scheduler, capture, socket clients).
+    private func metricsService(_ counts: @escaping () -> (SchedulerStats, CaptureStats?, Int)) -> MetricsService? {
+        guard let metrics, let path = config.metricsFile else { return nil }
+        return MetricsService(metrics: metrics, path: path, interval: config.statsInterval > 0 ? config.statsInterval : 10,
+                              logger: logger) {
+            let (scheduler, capture, clients) = counts()
+            metrics.refresh(scheduler: scheduler, capture: capture, clients: clients)
+        }
     }
 
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.
@@ -66,12 +80,13 @@ final class DaemonRun {
         let started = Date(), cpu0 = cpuSeconds()
         let clock = { (seconds: Double) in started.addingTimeInterval(seconds) }
         let fanout = outputs.fanout
-        let scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: {}) { [clips] event in
+        let scheduler = try loaded.scheduler(config: config, logger: logger, metrics: metrics, afterWindow: {}) { [clips] event in
             fanout.publish(.event(clips?.line(event, clock: clock) ?? EventLine(event, clock: clock)))
         }
         scheduler.audioTap = clips?.tap(fileMode: true)
         let engine = EngineService(scheduler: scheduler, source: .file(reader), group: group)
-        return (ServiceGroup([outputs, clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
+        let metricsService = metricsService { [socket = outputs.socket] in (scheduler.stats, nil, socket?.clientCount ?? 0) }
+        return (ServiceGroup([outputs, metricsService, clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
             let s = scheduler.stats
             let wall = Date().timeIntervalSince(started)
             logger.info("file done", metadata: [
@@ -130,7 +145,7 @@ final class DaemonRun {
         let clock = { (seconds: Double) in Date().addingTimeInterval(seconds - Double(ring.totalWritten) / rate) }
         let ready = ReadyOnce()
         let status = "detecting \(config.events.joined(separator: ", ")) on \(config.device)"
-        scheduler = try loaded.scheduler(config: config, logger: logger, afterWindow: { [logger, notifier] in
+        scheduler = try loaded.scheduler(config: config, logger: logger, metrics: metrics, afterWindow: { [logger, notifier] in
             monitor.progress()
             if ready.first() {
                 _ = notifier.ready(status: status)
@@ -141,7 +156,9 @@ final class DaemonRun {
         }
         scheduler.audioTap = clips?.tap(fileMode: false)
         let engine = EngineService(scheduler: scheduler, source: .live(ring), group: group)
-        return ServiceGroup([outputs, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 }, logger: logger)
+        let metricsService = metricsService { (scheduler.stats, capture.stats, socket?.clientCount ?? 0) }
+        return ServiceGroup([outputs, metricsService, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 },
+                            logger: logger)
     }
 }
 

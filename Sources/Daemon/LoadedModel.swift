@@ -53,7 +53,7 @@ struct LoadedModel {
     }
 
     /// A scheduler over this model with the configured events and timing; `output` gets every start and stop.
-    func scheduler(config: DaemonConfig, logger: Logger, afterWindow: @escaping () -> Void,
+    func scheduler(config: DaemonConfig, logger: Logger, metrics: DaemonMetrics? = nil, afterWindow: @escaping () -> Void,
                    output: @escaping (DetectionEvent) -> Void) throws -> WindowScheduler {
         // Checked again against the checkpoint's own window (the config could only assume its preset's).
         let lags = try config.timing.resolved(clipSeconds: model.config.signal.clipSeconds)
@@ -65,10 +65,15 @@ struct LoadedModel {
             detector: detector, hopSeconds: config.hopSeconds, logger: logger,
             inference: { samples, body in
                 stall?.window()
+                let started = DispatchTime.now().uptimeNanoseconds
                 try infer(samples, body)
+                metrics?.observeInference(seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
                 afterWindow()
             },
-            output: output)
+            output: { event in
+                if event.kind == .start { metrics?.countStart(event: event.event) }
+                output(event)
+            })
     }
 }
 

@@ -1,0 +1,64 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `--metrics-file`: Prometheus text format that the reference parser (python3-prometheus-client) reads, with counters
+/// that agree with the run.
+final class MetricsTests: XCTestCase {
+    private var dir: URL!
+
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-metrics") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testMetricsFileParsesAndAgreesWithTheRun() throws {
+        let metrics = dir.appendingPathComponent("htsatd.prom")
+        let wav = try Fixtures.require("detector/streams/dog_siren_32k.wav").path
+        let p = try DaemonProcess(["--model", try Fixtures.require("detector/detector.ckpt").path, "--input", wav,
+                                   "--events", "dog_bark,siren,speech", "--threshold", "0.6", "--off-threshold", "0.4",
+                                   "--metrics-file", metrics.path], in: dir)
+        XCTAssertEqual(p.wait(timeout: 120), 0, p.stderr)
+        let lines = jsonLines(p.stdout)
+        var starts: [String: Int] = ["dog_bark": 0, "siren": 0, "speech": 0]
+        for line in lines where line["type"] as? String == "start" { starts[line["event"] as! String, default: 0] += 1 }
+        let windows = Int(p.stderr.components(separatedBy: "windows=").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? -1
+
+        // The reference parser: every family, and the samples we check.
+        let parser = Process()
+        parser.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        parser.arguments = ["-c", """
+            import json, sys
+            from prometheus_client.parser import text_string_to_metric_families
+            out = {}
+            for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+                for s in family.samples:
+                    out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+            print(json.dumps(out))
+            """, metrics.path]
+        let pipe = Pipe()
+        parser.standardOutput = pipe
+        try parser.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        parser.waitUntilExit()
+        XCTAssertEqual(parser.terminationStatus, 0, "the reference parser rejects the file:\n\((try? String(contentsOf: metrics, encoding: .utf8)) ?? "")")
+        let samples = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Double])
+        XCTAssertEqual(samples["htsatd_windows_total{}"], Double(windows), "windows as the run reported them: \(samples)")
+        XCTAssertGreaterThan(windows, 50)
+        for (event, count) in starts {
+            XCTAssertEqual(samples["htsatd_events_total{\"event\": \"\(event)\"}"], Double(count), "\(event): \(samples)")
+        }
+        XCTAssertGreaterThan(starts.values.reduce(0, +), 0)
+        XCTAssertEqual(samples["htsatd_inference_seconds_count{}"], Double(windows))
+        XCTAssertEqual(samples["htsatd_windows_skipped_total{}"], 0)
+        XCTAssertGreaterThan(samples["htsatd_resident_memory_bytes{}"] ?? 0, 1_000_000)
+        XCTAssertGreaterThan(samples["htsatd_process_cpu_seconds_total{}"] ?? 0, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: metrics.path + ".tmp"))
+    }
+
+    func testUnwritableMetricsFileFailsStartUpNamingIt() throws {
+        let p = try DaemonProcess(["--model", try Fixtures.require("detector/detector.ckpt").path,
+                                   "--input", try Fixtures.require("detector/streams/dog_siren_32k.wav").path,
+                                   "--events", "siren", "--metrics-file", "/nonexistent-dir/htsatd.prom"], in: dir)
+        XCTAssertEqual(p.wait(timeout: 60), 1)
+        XCTAssertTrue(p.stderr.contains("/nonexistent-dir/htsatd.prom"), p.stderr)
+    }
+}
