@@ -97,7 +97,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
-        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "metrics_file", "log_level",
+        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "metrics_file", "metrics_listen", "log_level",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -131,6 +131,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public var statsInterval = 60.0, logLevel = Logger.Level.info
     /// Prometheus text-format metrics written here (atomically) every stats interval and at exit; nil for none.
     public var metricsFile: String?
+    /// Serve `GET /metrics` here: `HOST:PORT` (e.g. 127.0.0.1:9464) or `unix:PATH`; nil for none.
+    public var metricsListen: String?
     /// Event clips (`clips`, ClipsConfig.swift); none unless `clips.dir` is set.
     public var clips = Clips()
 
@@ -162,6 +164,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         mqtt = try top["mqtt"].map { try MQTT(from: $0.decoder) } ?? mqtt
         statsInterval = try top["stats_interval"]?.number() ?? statsInterval
         metricsFile = try top["metrics_file"].nullable { try $0.path() } ?? metricsFile
+        metricsListen = try top["metrics_listen"].nullable { try $0.string() } ?? metricsListen
         logLevel = try top["log_level"]?.choice("a log level") ?? logLevel
         clips = try top["clips"].map { try Clips(from: $0.decoder) } ?? clips
     }
@@ -317,6 +320,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
                     "\(backlogs.lowerBound) to \(backlogs.upperBound) bytes")
         try mqtt.check()
         try require(statsInterval.isFinite && statsInterval >= 0, "stats_interval", statsInterval, "seconds, 0 or more (0 disables statistics)")
+        try require(metricsListen.map { MetricsListener.parse($0) != nil } ?? true, "metrics_listen", metricsListen ?? "",
+                    "HOST:PORT such as \"127.0.0.1:9464\", or \"unix:/run/htsatd/metrics.sock\", or null for none")
         try clips.check()
     }
 

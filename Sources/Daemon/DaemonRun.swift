@@ -34,17 +34,26 @@ final class DaemonRun {
         let mqtt = try config.mqtt.sinkOptions(events: loaded.specs.map(\.definition.name), logger: logger)
         outputs = try OutputsService(config: config.outputs, mqtt: mqtt, logger: logger)
         let names = loaded.specs.map(\.definition.name)
-        metrics = config.metricsFile == nil ? nil : DaemonMetrics(eventNames: names)
+        metrics = config.metricsFile == nil && config.metricsListen == nil ? nil : DaemonMetrics(eventNames: names)
     }
 
-    /// The service that refreshes and writes the metrics file from `counts` (scheduler, capture, socket clients).
-    private func metricsService(_ counts: @escaping () -> (SchedulerStats, CaptureStats?, Int)) -> MetricsService? {
-        guard let metrics, let path = config.metricsFile else { return nil }
-        return MetricsService(metrics: metrics, path: path, interval: config.statsInterval > 0 ? config.statsInterval : 10,
-                              logger: logger) {
+    /// The metrics file writer and the HTTP listener, as configured, refreshing from `counts` (scheduler, capture,
+    /// socket clients).
+    private func metricsServices(_ counts: @escaping () -> (SchedulerStats, CaptureStats?, Int)) throws -> [Service] {
+        guard let metrics else { return [] }
+        let refresh = {
             let (scheduler, capture, clients) = counts()
             metrics.refresh(scheduler: scheduler, capture: capture, clients: clients)
         }
+        var services: [Service] = []
+        if let path = config.metricsFile {
+            services.append(MetricsService(metrics: metrics, path: path, interval: config.statsInterval > 0 ? config.statsInterval : 10,
+                                           logger: logger, refresh: refresh))
+        }
+        if let address = config.metricsListen {
+            services.append(try MetricsListener(address: address, metrics: metrics, logger: logger, refresh: refresh))
+        }
+        return services
     }
 
     /// Runs until the input ends (file mode) or a signal stops it; throws on a fatal error.
@@ -85,8 +94,8 @@ final class DaemonRun {
         }
         scheduler.audioTap = clips?.tap(fileMode: true)
         let engine = EngineService(scheduler: scheduler, source: .file(reader), group: group)
-        let metricsService = metricsService { [socket = outputs.socket] in (scheduler.stats, nil, socket?.clientCount ?? 0) }
-        return (ServiceGroup([outputs, metricsService, clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
+        let metricsServices = try metricsServices { [socket = outputs.socket] in (scheduler.stats, nil, socket?.clientCount ?? 0) }
+        return (ServiceGroup([outputs] + metricsServices + [clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
             let s = scheduler.stats
             let wall = Date().timeIntervalSince(started)
             logger.info("file done", metadata: [
@@ -156,8 +165,8 @@ final class DaemonRun {
         }
         scheduler.audioTap = clips?.tap(fileMode: false)
         let engine = EngineService(scheduler: scheduler, source: .live(ring), group: group)
-        let metricsService = metricsService { (scheduler.stats, capture.stats, socket?.clientCount ?? 0) }
-        return ServiceGroup([outputs, metricsService, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 },
+        let metricsServices = try metricsServices { (scheduler.stats, capture.stats, socket?.clientCount ?? 0) }
+        return ServiceGroup([outputs] + metricsServices + [clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 },
                             logger: logger)
     }
 }

@@ -43,6 +43,8 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between stats lines on stderr (0: off).") var statsInterval: Double?
     @Option(name: .customLong("metrics-file"), help: "Write Prometheus metrics to this file every stats interval and at exit.")
     var metricsFile: String?
+    @Option(name: .customLong("metrics-listen"), help: "Serve GET /metrics on HOST:PORT (e.g. 127.0.0.1:9464) or unix:PATH.")
+    var metricsListen: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Flag(name: .customLong("pace-realtime"), help: .hidden) var paceRealtime = false
     @Option(help: "Publish to this MQTT broker: mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).") var mqtt: String?
@@ -99,6 +101,7 @@ public struct Run: ParsableCommand {
         if exitOnDeviceError { c.exitOnDeviceError = true }
         if let statsInterval { c.statsInterval = statsInterval }
         if let metricsFile { c.metricsFile = metricsFile }
+        if let metricsListen { c.metricsListen = metricsListen }
         if let mqtt { c.mqtt.url = mqtt }
         if let mqttNode { c.mqtt.node = mqttNode }
         if let mqttPrefix { c.mqtt.prefix = mqttPrefix }

@@ -1,6 +1,10 @@
+import AudioCapture
 import Foundation
 import TestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--metrics-file`: Prometheus text format that the reference parser (python3-prometheus-client) reads, with counters
 /// that agree with the run.
@@ -60,5 +64,55 @@ final class MetricsTests: XCTestCase {
                                    "--events", "siren", "--metrics-file", "/nonexistent-dir/htsatd.prom"], in: dir)
         XCTAssertEqual(p.wait(timeout: 60), 1)
         XCTAssertTrue(p.stderr.contains("/nonexistent-dir/htsatd.prom"), p.stderr)
+    }
+
+    /// `--metrics-listen`: GET /metrics over loopback TCP and over a Unix socket, live; other paths get 404.
+    func testMetricsListenServesTheTextFormat() throws {
+        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
+        let raw = dir.appendingPathComponent("stream.f32")
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        let port = try freeLoopbackPort()
+        let sock = dir.appendingPathComponent("metrics.sock").path
+        func curl(_ args: [String]) throws -> (status: Int32, body: String) {
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = ["-s", "-w", "\n%{http_code}", "--max-time", "5"] + args
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        for listen in ["127.0.0.1:\(port)", "unix:\(sock)"] {
+            let p = try DaemonProcess(["--model", try Fixtures.require("detector/detector.ckpt").path, "--device", "testin",
+                                       "--pace-realtime", "--events", "siren", "--metrics-listen", listen],
+                                      in: dir, environment: ["ALSA_CONFIG_PATH": conf.path])
+            XCTAssertTrue(eventually(timeout: 30) { p.stderr.contains("first window processed") }, p.stderr)
+            let target = listen.hasPrefix("unix:") ? ["--unix-socket", sock, "http://localhost/metrics"] : ["http://127.0.0.1:\(port)/metrics"]
+            let ok = try curl(target)
+            XCTAssertEqual(ok.status, 0, listen)
+            XCTAssertTrue(ok.body.hasSuffix("\n200"), ok.body)
+            XCTAssertTrue(ok.body.contains("htsatd_windows_total") && ok.body.contains("htsatd_inference_seconds_bucket"), ok.body)
+            let missing = try curl(listen.hasPrefix("unix:") ? ["--unix-socket", sock, "http://localhost/other"] : ["http://127.0.0.1:\(port)/other"])
+            XCTAssertTrue(missing.body.hasSuffix("404"), missing.body)
+            p.signal(SIGTERM)
+            XCTAssertEqual(p.wait(timeout: 10), 0, p.stderr)
+        }
+        XCTAssertNotEqual(access(sock, F_OK), 0, "the metrics socket file is removed at exit")
+    }
+
+    private func freeLoopbackPort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return UInt16(bigEndian: addr.sin_port)
     }
 }
