@@ -59,7 +59,7 @@ typedef struct {
 } hk_impl;
 
 #if HK_X86
-/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
+/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 and AVX2 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
 /// t = x * 16 / (4 sqrt(2)) - i - 1/2 (least-squares minimax fits, approximation error below 3e-9).
 static const float hk_gelu_pieces[6][16] = {
     {7.015810107e-02f, 2.020584518e-01f, 3.116204386e-01f, 3.920375299e-01f, 4.441941168e-01f, 4.740850377e-01f, 4.892218675e-01f, 4.959950291e-01f, 4.986729852e-01f, 4.996085307e-01f, 4.998973120e-01f, 4.999760725e-01f, 4.999950516e-01f, 4.999990924e-01f, 4.999998524e-01f, 4.999999787e-01f},
