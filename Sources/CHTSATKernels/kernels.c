@@ -59,7 +59,7 @@ typedef struct {
 } hk_impl;
 
 #if HK_X86
-/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
+/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 and AVX2 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
 /// t = x * 16 / (4 sqrt(2)) - i - 1/2 (least-squares minimax fits, approximation error below 3e-9).
 static const float hk_gelu_pieces[6][16] = {
     {7.015810107e-02f, 2.020584518e-01f, 3.116204386e-01f, 3.920375299e-01f, 4.441941168e-01f, 4.740850377e-01f, 4.892218675e-01f, 4.959950291e-01f, 4.986729852e-01f, 4.996085307e-01f, 4.998973120e-01f, 4.999760725e-01f, 4.999950516e-01f, 4.999990924e-01f, 4.999998524e-01f, 4.999999787e-01f},
@@ -76,23 +76,29 @@ static const float hk_gelu_pieces[6][16] = {
 #define HK_MR 2
 #define HK_NV 1
 #define HK_AVX512 0
+#define HK_AVX2 0
 #include "kernels_impl.h"
 #undef HK_FN
 #undef HK_MR
 #undef HK_NV
 #undef HK_AVX512
+#undef HK_AVX2
 
 #if HK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+// 6 weight rows x 1 token panel: 12 ymm accumulators, 2 for the panel's row and 1 broadcast, of the 16
+// registers (the AVX-512 tile, 6 x 4 panels, would need 48).
 #define HK_FN(name) hk_avx2_##name
-#define HK_MR 4
+#define HK_MR 6
 #define HK_NV 1
 #define HK_AVX512 0
+#define HK_AVX2 1
 #include "kernels_impl.h"
 #undef HK_FN
 #undef HK_MR
 #undef HK_NV
 #undef HK_AVX512
+#undef HK_AVX2
 #pragma clang attribute pop
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c"))), \
@@ -101,11 +107,13 @@ static const float hk_gelu_pieces[6][16] = {
 #define HK_MR 6
 #define HK_NV 4
 #define HK_AVX512 1
+#define HK_AVX2 0
 #include "kernels_impl.h"
 #undef HK_FN
 #undef HK_MR
 #undef HK_NV
 #undef HK_AVX512
+#undef HK_AVX2
 #pragma clang attribute pop
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,f16c"))), \

@@ -1,6 +1,7 @@
 // The kernels, written once with vector extensions and included by kernels.c once per instruction set, with
 // HK_FN(name) (a name suffix), HK_MR x HK_NV (the register tile: weight rows x token panels) and HK_AVX512
-// (1 where AVX-512 intrinsics may be used: table-driven GELU, masked loads in gathers) defined. Types,
+// (1 where AVX-512 intrinsics may be used: table-driven GELU, masked loads in gathers) and HK_AVX2 (1 where AVX2
+// intrinsics may be used instead: masked loads in gathers) defined; a NEON variant would add its own the same way. Types,
 // constants and the shared declarations live in kernels.c.
 
 // MARK: - math
@@ -87,7 +88,7 @@ static void HK_FN(logmel_range)(const float *power, int f0, int f1, int bins, co
     }
 }
 
-/// erf(x), within about 1 ulp (the GELU of the instruction sets without AVX-512).
+/// erf(x), within about 1 ulp (the GELU of the portable kernels).
 static inline __attribute__((always_inline)) v16 HK_FN(verf)(v16 x) {
     v16 a = __builtin_elementwise_abs(x), r;
     // x * (c0 + x^2 P(x^2)) below 0.921875, 1 - Q(|x| - 2.4) up to 3.925, then +-1.
@@ -131,6 +132,25 @@ static inline __attribute__((always_inline)) v16 HK_FN(vgelu)(v16 x) {
     v16 t = s - ((v16)_mm512_cvtepi32_ps(piece) + 0.5f);
     v16 g = (v16)_mm512_permutexvar_ps(piece, _mm512_loadu_ps(hk_gelu_pieces[5]));
     for (int k = 4; k >= 0; k--) g = g * t + (v16)_mm512_permutexvar_ps(piece, _mm512_loadu_ps(hk_gelu_pieces[k]));
+    g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
+    return a * g + x * 0.5f;
+#elif HK_AVX2
+    // The same pieces per 8-lane half: a 16-entry lookup is two 8-entry permutes and a blend on bit 3 of
+    // the piece (still about half the work of the erf polynomials, and the same values as AVX-512).
+    v16 a = __builtin_elementwise_abs(x), s = a * (16.0f / 5.656854249492381f), g;
+    for (int h = 0; h < 2; h++) {
+        __m256 sh;
+        __builtin_memcpy(&sh, (const float *)&s + 8 * h, sizeof sh);
+        __m256i piece = _mm256_min_epi32(_mm256_cvttps_epi32(sh), _mm256_set1_epi32(15));
+        __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(piece, 28)); // sign bit: piece >= 8
+        __m256 t = _mm256_sub_ps(sh, _mm256_add_ps(_mm256_cvtepi32_ps(piece), _mm256_set1_ps(0.5f)));
+#define HK_COEF(k) _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece), \
+                                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
+        __m256 gh = HK_COEF(5);
+        for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
+#undef HK_COEF
+        __builtin_memcpy((float *)&g + 8 * h, &gh, sizeof gh);
+    }
     g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
     return a * g + x * 0.5f;
 #else
@@ -257,28 +277,37 @@ static inline __attribute__((always_inline)) void HK_FN(epilogue)(const int bias
     }
 }
 
-/// The full 6 x 4 tile of a linear layer with its epilogue applied straight from the accumulators (bias;
-/// scale on the first scale_rows rows; GELU; residual add), saving the round trip through memory that
-/// other tiles take. The flags are constants in each instantiation.
+/// The full HK_MR x HK_NV tile of a linear layer (6 x 4 sixteen-float vectors with AVX-512, 6 x 1 with AVX2)
+/// with its epilogue applied straight from the accumulators (bias; scale on the first scale_rows rows; GELU;
+/// residual add), saving the round trip through memory that other tiles take. The flags are constants in each
+/// instantiation.
 static inline __attribute__((always_inline)) void HK_FN(tile_fused)(const int gelu, const int accumulate, int depth,
         const float *const *ar, const float *x, long xp, float *y, long yp, const hk_epilogue *e, int row0) {
+    const int mr = HK_MR, nv = HK_NV;
     v16 acc[6][4] = {{0}};
-    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    const float *a0 = ar[0], *a1 = mr > 1 ? ar[1] : 0, *a2 = mr > 2 ? ar[2] : 0;
+    const float *a3 = mr > 3 ? ar[3] : 0, *a4 = mr > 4 ? ar[4] : 0, *a5 = mr > 5 ? ar[5] : 0;
     for (int k = 0; k < depth; k++) {
         const float *xk = x + (long)k * 16;
-        v16 b0 = load(xk), b1 = load(xk + xp), b2 = load(xk + 2 * xp), b3 = load(xk + 3 * xp);
+        v16 b0 = load(xk), b1 = nv > 1 ? load(xk + xp) : b0;
+        v16 b2 = nv > 2 ? load(xk + 2 * xp) : b0, b3 = nv > 3 ? load(xk + 3 * xp) : b0;
         float s;
-#define HK_ROW(r)                                                                              \
-        s = a##r[k];                                                                           \
-        acc[r][0] += b0 * s; acc[r][1] += b1 * s; acc[r][2] += b2 * s; acc[r][3] += b3 * s;
+#define HK_ROW(r)                             \
+        if (mr > r) {                         \
+            s = a##r[k];                      \
+            acc[r][0] += b0 * s;              \
+            if (nv > 1) acc[r][1] += b1 * s;  \
+            if (nv > 2) acc[r][2] += b2 * s;  \
+            if (nv > 3) acc[r][3] += b3 * s;  \
+        }
         HK_ROW(0) HK_ROW(1) HK_ROW(2) HK_ROW(3) HK_ROW(4) HK_ROW(5)
 #undef HK_ROW
     }
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < mr; r++) {
         float b = e->bias[row0 + r], scale = row0 + r < e->scale_rows ? e->scale : 1.0f;
 #pragma clang loop unroll(full)
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < nv; c++) {
             float *out = y + c * yp + r * 16;
             v16 v = (acc[r][c] + b) * scale;
             if (gelu) v = HK_FN(vgelu)(v);
@@ -308,7 +337,7 @@ static inline void HK_FN(tile_out)(int mr, int nv, int depth, const float *const
         HK_FN(tiles)[mr - 1][nv - 1](depth, ar, 1, 16, x, xp, y, yp);
         return;
     }
-    if (mr == 6 && nv == 4 && e->bias && !(e->gelu && e->accumulate)) {
+    if (mr == HK_MR && nv == HK_NV && e->bias && !(e->gelu && e->accumulate)) {
         if (e->gelu) HK_FN(tile_gelu)(depth, ar, x, xp, y, yp, e, row0);
         else if (e->accumulate) HK_FN(tile_residual)(depth, ar, x, xp, y, yp, e, row0);
         else HK_FN(tile_bias)(depth, ar, x, xp, y, yp, e, row0);
@@ -325,7 +354,8 @@ static inline void HK_FN(tile_out)(int mr, int nv, int depth, const float *const
 }
 
 /// Runs tile rows [t0, t1) x tile columns [g0, g1) of a linear layer, column-major so that a group of
-/// token panels stays in cache while the weight rows stream past it.
+/// token panels stays in cache while the weight rows stream past it. (Blocking the weight rows for L2 measured
+/// no faster on AVX2 or AVX-512: streaming the rows from L3 is not what limits these tiles.)
 static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0, int t1) {
     hk_epilogue e = {p->bias, p->scale, p->scale_rows, p->gelu, p->accumulate};
     for (int g = g0; g < g1; g++) {
@@ -476,6 +506,46 @@ static void HK_FN(gather_range)(int ch, int c0, int c1, const int32_t *index, co
                 g = _mm512_mask_i32gather_ps(g, any, (__m512i)offset, src + r * 16, 4);
             }
             v16 v = (v16)g;
+            if (accumulate) v = v + load(out + r * dr);
+            store(out + r * dr, v);
+        }
+#elif HK_AVX2
+        // As above per 8-lane half: masked loads (vmaskmovps zeroes the other lanes, so runs are OR-ed
+        // together) for up to 2 runs, else a gather instruction; a scalar loop per lane costs ~10x more.
+        __m256i masks[2][2];
+        long starts[2][2];
+        int runs[2] = {0, 0};
+        for (int h = 0; h < 2; h++)
+            for (int l = 8 * h; l < 8 * h + 8; l++) {
+                if (!valid[l]) continue;
+                int lane = l - 8 * h;
+                if (lane > 0 && valid[l - 1] && offset[l] == offset[l - 1] + 1) {
+                    if (runs[h] <= 2) ((int32_t *)&masks[h][runs[h] - 1])[lane] = -1;
+                } else if (++runs[h] <= 2) {
+                    int n = runs[h] - 1;
+                    masks[h][n] = _mm256_setzero_si256();
+                    ((int32_t *)&masks[h][n])[lane] = -1;
+                    starts[h][n] = (long)offset[l] - lane; // lane reads start + lane
+                }
+            }
+        __m256i any[2], off[2];
+        for (int h = 0; h < 2; h++) {
+            any[h] = _mm256_loadu_si256((const __m256i *)&((const int32_t *)&valid)[8 * h]);
+            off[h] = _mm256_loadu_si256((const __m256i *)&((const int32_t *)&offset)[8 * h]);
+        }
+        for (int r = 0; r < ch; r++) {
+            __m256 g[2];
+            for (int h = 0; h < 2; h++) {
+                const float *row = src + r * 16;
+                if (runs[h] == 0) g[h] = _mm256_setzero_ps();
+                else if (runs[h] == 1) g[h] = _mm256_maskload_ps(row + starts[h][0], masks[h][0]);
+                else if (runs[h] == 2)
+                    g[h] = _mm256_or_ps(_mm256_maskload_ps(row + starts[h][0], masks[h][0]),
+                                        _mm256_maskload_ps(row + starts[h][1], masks[h][1]));
+                else g[h] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row, off[h], _mm256_castsi256_ps(any[h]), 4);
+            }
+            v16 v;
+            __builtin_memcpy(&v, g, sizeof v);
             if (accumulate) v = v + load(out + r * dr);
             store(out + r * dr, v);
         }

@@ -1,0 +1,57 @@
+import Foundation
+import HTSAT
+import XCTest
+
+/// Every kernel variant this CPU runs, not only the best one, checked against the parity fixtures: the
+/// instruction set is chosen once per process (`HTSAT_KERNELS` forces a lesser one), so each other variant
+/// re-runs the parity tests and the thread-count check in a child of this test binary with the variable set.
+final class KernelVariantTests: XCTestCase {
+    /// What a child runs: the parity fixtures, bit-identical outputs across thread counts, and that the forced
+    /// variant is the one in effect.
+    static let childTests = "HTSATTests.ParityTests,HTSATTests.KernelVariantTests/testForcedVariantIsInEffect,"
+        + "DaemonTests.BenchmarkTests/testThreadsGiveBitIdenticalOutputs"
+
+    /// The variants below the default that this CPU supports (from /proc/cpuinfo's flags).
+    static func lesserVariants() -> [String] {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let flags = Set(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?
+            .split(separator: " ").map(String.init) ?? [])
+        var variants = ["generic"]
+        if flags.contains("avx2") && flags.contains("fma") { variants.insert("avx2", at: 0) }
+        return variants.filter { $0 != HTSATModel.kernelISA }
+    }
+
+    func testEveryVariantPassesParity() throws {
+        #if !os(Linux)
+        throw XCTSkip("re-runs this test binary through /proc/self/exe")
+        #else
+        if ProcessInfo.processInfo.environment["HTSAT_KERNELS"] != nil { throw XCTSkip("inside a variant's child run") }
+        let variants = KernelVariantTests.lesserVariants()
+        if variants.isEmpty { throw XCTSkip("only one kernel variant on this CPU") }
+        for variant in variants {
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            child.arguments = [KernelVariantTests.childTests]
+            child.environment = ProcessInfo.processInfo.environment.merging(["HTSAT_KERNELS": variant]) { $1 }
+            let pipe = Pipe()
+            child.standardOutput = pipe
+            child.standardError = pipe
+            try child.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            child.waitUntilExit()
+            XCTAssertEqual(child.terminationStatus, 0, "HTSAT_KERNELS=\(variant):\n\(output)")
+            // 5 parity tests, the variant check and the thread check all ran.
+            XCTAssertTrue(output.contains("Executed 7 tests"), "HTSAT_KERNELS=\(variant):\n\(output)")
+            for line in output.split(separator: "\n") where line.hasPrefix("parity ") { print("\(variant): \(line)") }
+        }
+        #endif
+    }
+
+    /// Only meaningful in a child run: the variable was honoured.
+    func testForcedVariantIsInEffect() throws {
+        guard let forced = ProcessInfo.processInfo.environment["HTSAT_KERNELS"] else {
+            throw XCTSkip("HTSAT_KERNELS is not set")
+        }
+        XCTAssertEqual(HTSATModel.kernelISA, forced)
+    }
+}
