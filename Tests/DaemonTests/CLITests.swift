@@ -8,24 +8,7 @@ import Glibc
 #endif
 
 /// End-to-end tests of the `htsatd` binary: file mode, live ALSA capture, the socket, signals and the tools.
-final class CLITests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws {
-        dir = try Fixtures.temporaryDirectory("htsatd-cli")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: dir)
-    }
-
-    private func detectorArguments() throws -> [String] {
-        [
-            "--model", try Fixtures.require("detector/detector.ckpt").path,
-            "--labels", try Fixtures.require("audioset/class_labels_indices.csv").path,
-        ]
-    }
-
+final class CLITests: DaemonTestCase {
     // MARK: - File mode
 
     /// The acceptance bar, through the real command line: every annotated event found, start within 1.5 s,
@@ -193,12 +176,8 @@ final class CLITests: XCTestCase {
     /// The watchdog really fires: once analysis hangs (a test hook blocks inference), WATCHDOG=1 pings stop within
     /// the bound (3 hops, at least 15 s), while READY and earlier pings were sent.
     func testWatchdogPingsStopWhenAnalysisStalls() throws {
-        let raw = dir.appendingPathComponent("stream.f32")
-        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("testin", samples: AudioFileReader.readAll(
+            path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000))
         let notify = try DatagramListener(path: dir.appendingPathComponent("notify").path)
         let p = try DaemonProcess(try detectorArguments() + ["--device", "testin", "--pace-realtime", "--events", "siren",
                                                              "--hop", "0.5", "--stats-interval", "0"],

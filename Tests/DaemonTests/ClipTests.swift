@@ -14,21 +14,7 @@ import Glibc
 
 /// Event clips through the real binary on the fixture streams: spans and samples, live = file, retention, bad disks,
 /// and `htsatd plot`.
-final class ClipTests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws {
-        dir = try Fixtures.temporaryDirectory("htsatd-clips")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: dir)
-    }
-
-    private func detectorArguments() throws -> [String] {
-        ["--model", try Fixtures.require("detector/detector.ckpt").path,
-         "--labels", try Fixtures.require("audioset/class_labels_indices.csv").path]
-    }
+final class ClipTests: DaemonTestCase {
 
     private func stream(_ name: String) throws -> URL { try Fixtures.require("detector/streams/\(name).wav") }
 

@@ -140,3 +140,29 @@ func floatWAV(_ samples: [Float], rate: Int) -> Data {
     samples.withUnsafeBytes { d += Data($0) }
     return d
 }
+
+/// Daemon end-to-end tests: a fresh temporary directory per test, the fixture detector, ALSA `file` devices.
+class DaemonTestCase: XCTestCase {
+    /// This test's own directory, removed afterwards.
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-\(type(of: self))") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// The fixture detector and the AudioSet labels file.
+    func detectorArguments() throws -> [String] {
+        ["--model", try Fixtures.require("detector/detector.ckpt").path,
+         "--labels", try Fixtures.require("audioset/class_labels_indices.csv").path]
+    }
+
+    /// An asound.conf in `dir` whose PCM `name` captures `samples` (float32 mono) through the `file` plugin over
+    /// `null`, unpaced unless the daemon gets `--pace-realtime`; returns the file for ALSA_CONFIG_PATH.
+    func alsaFileDevice(_ name: String, samples: [Float]) throws -> URL {
+        let raw = dir.appendingPathComponent("\(name).f32")
+        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
+        let conf = dir.appendingPathComponent("asound.conf")
+        try ("</usr/share/alsa/alsa.conf>\npcm.\(name) { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
+            .write(to: conf, atomically: true, encoding: .utf8)
+        return conf
+    }
+}

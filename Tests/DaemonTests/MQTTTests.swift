@@ -9,24 +9,7 @@ import Glibc
 
 /// The MQTT output against a real mosquitto broker and a real subscriber (mosquitto_sub): file and live mode,
 /// broker outages, client id collisions, the will, password and TLS, and the queue bound.
-final class MQTTTests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws {
-        dir = try Fixtures.temporaryDirectory("htsatd-mqtt")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: dir)
-    }
-
-    private func detectorArguments() throws -> [String] {
-        [
-            "--model", try Fixtures.require("detector/detector.ckpt").path,
-            "--labels", try Fixtures.require("audioset/class_labels_indices.csv").path,
-        ]
-    }
-
+final class MQTTTests: DaemonTestCase {
     /// A config file holding only an `mqtt` object.
     private func mqttConfig(_ mqtt: [String: Any], name: String = UUID().uuidString) throws -> String {
         let url = dir.appendingPathComponent("mqtt-\(name).json")

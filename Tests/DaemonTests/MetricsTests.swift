@@ -8,12 +8,7 @@ import Glibc
 
 /// `--metrics-file`: Prometheus text format that the reference parser (python3-prometheus-client) reads, with counters
 /// that agree with the run.
-final class MetricsTests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-metrics") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
+final class MetricsTests: DaemonTestCase {
     func testMetricsFileParsesAndAgreesWithTheRun() throws {
         let metrics = dir.appendingPathComponent("htsatd.prom")
         let wav = try Fixtures.require("detector/streams/dog_siren_32k.wav").path
@@ -68,12 +63,8 @@ final class MetricsTests: XCTestCase {
 
     /// `--metrics-listen`: GET /metrics over loopback TCP and over a Unix socket, live; other paths get 404.
     func testMetricsListenServesTheTextFormat() throws {
-        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
-        let raw = dir.appendingPathComponent("stream.f32")
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("testin", samples: AudioFileReader.readAll(
+            path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000))
         let port = try freeLoopbackPort()
         let sock = dir.appendingPathComponent("metrics.sock").path
         func curl(_ args: [String]) throws -> (status: Int32, body: String) {

@@ -9,12 +9,7 @@ import Glibc
 
 /// The official configurations through the command line, read from the checkpoint alone: `scores` parity for
 /// ESC-50 and Speech Commands V2, a contradicting `--preset` refused, `run` with each, and no CSV needed anywhere.
-final class PresetCLITests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-presets") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
+final class PresetCLITests: DaemonTestCase {
     private func scores(_ arguments: [String]) throws -> [String: Any] {
         let p = try DaemonProcess(["scores"] + arguments, in: dir)
         XCTAssertEqual(p.wait(timeout: 60), 0, p.stderr)
@@ -128,11 +123,7 @@ final class PresetCLITests: XCTestCase {
         for clip in ["speech", "chirp", "noise", "speech"] {
             samples += try AudioFileReader.readAll(path: try Fixtures.require("presets/scv2_\(clip).wav").path, targetRate: 16000)
         }
-        let raw = dir.appendingPathComponent("scv2.f32")
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.kws { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("kws", samples: samples)
         let p = try DaemonProcess(["--model", try Fixtures.require("presets/scv2-tiny.ckpt").path, "--device", "kws",
                                    "--pace-realtime", "--events", "yes,no,stop", "--hop", "0.5"],
                                   in: dir, environment: ["ALSA_CONFIG_PATH": conf.path])

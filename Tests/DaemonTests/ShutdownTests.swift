@@ -8,21 +8,10 @@ import Glibc
 
 /// SIGTERM under overload (inference slower than the audio arrives) still ends the daemon promptly and cleanly:
 /// exit 0 within the bound, every start on stdout with its stop, the socket file removed.
-final class ShutdownTests: XCTestCase {
-    private var dir: URL!
-
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory("htsatd-shutdown") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    /// An ALSA `file` plugin over `null` that captures the dog/siren stream; returns the asound.conf path.
+final class ShutdownTests: DaemonTestCase {
+    /// The `testin` device capturing the dog/siren stream; returns the asound.conf path.
     private func alsaConfig() throws -> URL {
-        let samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
-        let raw = dir.appendingPathComponent("stream.f32")
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
-        return conf
+        try alsaFileDevice("testin", samples: AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000))
     }
 
     private func run(extra: [String], waitFor ready: @escaping (DaemonProcess) -> Bool) throws {
