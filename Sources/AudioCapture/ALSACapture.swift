@@ -86,13 +86,7 @@ public final class ALSACapture: @unchecked Sendable {
             backoff = config.retryInitial
             opens = 0
             epoch = nil
-            let newThread = Thread { [self] in
-                run()
-                finished.signal()
-            }
-            newThread.name = "alsa-capture"
-            thread = newThread
-            newThread.start()
+            thread = startThread(named: "alsa-capture", signalling: finished) { [self] in run() }
         }
     }
 

@@ -231,13 +231,7 @@ public final class ClipWriter: @unchecked Sendable {
     /// Starts the writer thread.
     public func start() {
         cond.lock(); running = true; cond.unlock()
-        let t = Thread { [self] in
-            run()
-            done.signal()
-        }
-        t.name = "htsatd-clips"
-        thread = t
-        t.start()
+        thread = startThread(named: "htsatd-clips", signalling: done) { [self] in run() }
     }
 
     /// Ends every open clip at the last sample fed, writes it, and joins the thread (after the engine stopped).

@@ -93,17 +93,14 @@ final class MetricsService: Service, @unchecked Sendable {
     func start() throws {
         refresh()
         try write()
-        let thread = Thread { [self] in
+        startThread(named: "htsatd-metrics", signalling: finished) { [self] in
             while done.wait(timeout: .now() + interval) == .timedOut {
                 refresh()
                 do { try write() } catch {
                     writeErrors.record { folded in logger.error("\(error)\(LogThrottle.suffix(folded))") }
                 }
             }
-            finished.signal()
         }
-        thread.name = "htsatd-metrics"
-        thread.start()
     }
 
     func stop() {

@@ -63,9 +63,7 @@ final class MetricsListener: Service, @unchecked Sendable {
         }
         try check(listen(fd, 16) == 0, "listen")
         logger.info("serving metrics", metadata: ["address": "\(address)"])
-        let thread = Thread { [self] in serve() }
-        thread.name = "htsatd-metrics-http"
-        thread.start()
+        startThread(named: "htsatd-metrics-http", signalling: finished) { [self] in serve() }
     }
 
     func stop() {
@@ -108,6 +106,5 @@ final class MetricsListener: Service, @unchecked Sendable {
             _ = Array(response.utf8).withUnsafeBytes { writeAll(client, $0) }
             close(client)
         }
-        finished.signal()
     }
 }

@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import Logging
 import Sinks
+import SystemSupport
 
 /// The outputs: opened at construction (so a bad path fails start-up), flushed and closed last.
 final class OutputsService: Service {
@@ -69,7 +70,7 @@ final class EngineService: Service, @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        startThread(named: "htsatd-engine") { [self] in
             var failure: Error?
             do {
                 switch source {
@@ -82,8 +83,6 @@ final class EngineService: Service, @unchecked Sendable {
             done.signal()
             group()?.finished(name, error: failure)
         }
-        thread.name = "htsatd-engine"
-        thread.start()
     }
 
     func stop() {
@@ -131,7 +130,7 @@ final class MonitorService: Service, @unchecked Sendable {
     func start() {
         let interval = notifier.watchdogInterval
         let tick = min(interval.map { $0 / 4 } ?? 1.0, 1.0)
-        let thread = Thread { [self] in
+        startThread(named: "htsatd-monitor", signalling: finished) { [self] in
             var lastStats = DispatchTime.now().uptimeNanoseconds
             while done.wait(timeout: .now() + tick) == .timedOut {
                 let now = DispatchTime.now().uptimeNanoseconds
@@ -153,10 +152,7 @@ final class MonitorService: Service, @unchecked Sendable {
                     lastStats = now
                 }
             }
-            finished.signal()
         }
-        thread.name = "htsatd-monitor"
-        thread.start()
     }
 
     func stop() {

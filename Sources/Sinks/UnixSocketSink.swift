@@ -76,9 +76,7 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
         self.listenFD = listenFD
         self.socketDevice = device
         self.socketInode = inode
-        let thread = Thread { [self] in self.run() }
-        thread.name = "htsatd-events-socket"
-        thread.start()
+        startThread(named: "htsatd-events-socket") { [self] in self.run() }
         logger.info("serving events on Unix socket", metadata: ["path": "\(path)"])
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Foundation
 
 /// A close-on-exec, non-blocking pipe that wakes a thread waiting in poll(2): the self-pipe trick, written once.
 ///
@@ -57,4 +58,18 @@ public final class WakePipe: @unchecked Sendable {
         close(readFD)
         close(writeFD)
     }
+}
+
+/// Starts a named thread running `body`, then signalling `finished` (if given) as its last act, so that its owner
+/// can join it; the one way the project starts its long-lived threads.
+@discardableResult
+public func startThread(named name: String, signalling finished: DispatchSemaphore? = nil,
+                        _ body: @escaping () -> Void) -> Thread {
+    let thread = Thread {
+        body()
+        finished?.signal()
+    }
+    thread.name = name
+    thread.start()
+    return thread
 }

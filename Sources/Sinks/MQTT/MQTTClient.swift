@@ -97,13 +97,7 @@ public final class MQTTClient: @unchecked Sendable {
 
     /// Starts the connection thread.
     public func start() {
-        let t = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        t.name = "htsatd-mqtt"
-        thread = t
-        t.start()
+        thread = startThread(named: "htsatd-mqtt", signalling: finished) { [self] in run() }
     }
 
     /// Queues `messages` for the broker and returns at once. Drops the oldest queued messages beyond the limit.
