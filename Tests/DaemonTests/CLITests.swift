@@ -234,11 +234,7 @@ final class CLITests: DaemonTestCase {
         let wav = try Fixtures.require("detector/streams/dog_siren_32k.wav")
         var samples = try AudioFileReader.readAll(path: wav.path, targetRate: 32000)
         samples.removeSubrange((20 * 32000)...)
-        let raw = dir.appendingPathComponent("prefix.f32")
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("testin", samples: samples)
         // Settle 3 s: the bark at 8–10.5 s is started and stopped by about 15 s of stream.
         let common = try detectorArguments() + ["--events", "dog_bark", "--threshold", "0.6", "--off-threshold", "0.4", "--settle", "3"]
         let live = try DaemonProcess(common + ["--device", "testin", "--pace-realtime"], in: dir,

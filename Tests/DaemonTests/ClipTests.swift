@@ -102,11 +102,7 @@ final class ClipTests: DaemonTestCase {
         let wav = try stream("dog_siren_32k")
         var samples = try streamSamples(wav)
         samples.removeSubrange((20 * 32000)...)
-        let raw = dir.appendingPathComponent("prefix.f32")
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("testin", samples: samples)
         let prefix = dir.appendingPathComponent("prefix.wav")
         try floatWAV(samples, rate: 32000).write(to: prefix)
         // Settle 3 s: the bark at 8–10.5 s is stopped by about 15 s of stream.

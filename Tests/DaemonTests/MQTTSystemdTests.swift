@@ -33,16 +33,7 @@ final class MQTTSystemdTests: XCTestCase {
     private func analyze(_ arguments: [String]) throws -> (status: Int32, output: String) {
         guard let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first(where: FileManager.default.isExecutableFile)
         else { throw XCTSkip("systemd-analyze is not installed") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: analyze)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        return try runTool(analyze, arguments)
     }
 
     func testTemplateWithMQTTDropInPassesVerify() throws {

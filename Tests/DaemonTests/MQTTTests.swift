@@ -169,13 +169,9 @@ final class MQTTTests: DaemonTestCase {
     /// The broker restarts while a live stream runs: the states are republished to the new broker (it keeps no
     /// retained messages), and every event line reaches one of the two subscribers.
     func testBrokerRestartedMidStream() throws {
-        let raw = dir.appendingPathComponent("stream.f32")
         var samples = try AudioFileReader.readAll(path: try Fixtures.require("detector/streams/dog_siren_32k.wav").path, targetRate: 32000)
         samples.removeSubrange((32 * 32000)...)
-        try samples.withUnsafeBytes { try Data($0).write(to: raw) }
-        let conf = dir.appendingPathComponent("asound.conf")
-        try ("</usr/share/alsa/alsa.conf>\npcm.testin { type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"\(raw.path)\"; format \"raw\" }\n")
-            .write(to: conf, atomically: true, encoding: .utf8)
+        let conf = try alsaFileDevice("testin", samples: samples)
         let broker = try Broker(in: dir)
         try broker.start()
         let base = "htsatd/restart"

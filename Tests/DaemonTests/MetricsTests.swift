@@ -68,14 +68,8 @@ final class MetricsTests: DaemonTestCase {
         let port = try freeLoopbackPort()
         let sock = dir.appendingPathComponent("metrics.sock").path
         func curl(_ args: [String]) throws -> (status: Int32, body: String) {
-            let p = Process(), out = Pipe()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            p.arguments = ["-s", "-w", "\n%{http_code}", "--max-time", "5"] + args
-            p.standardOutput = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            let (status, output) = try runTool("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "--max-time", "5"] + args)
+            return (status, output)
         }
         for listen in ["127.0.0.1:\(port)", "unix:\(sock)"] {
             let p = try DaemonProcess(["--model", try Fixtures.require("detector/detector.ckpt").path, "--device", "testin",

@@ -134,18 +134,10 @@ final class SystemdTests: XCTestCase {
             line.hasPrefix("ExecStart=/usr/local/bin/htsatd ") ? "ExecStart=\(binary) " + line.dropFirst("ExecStart=/usr/local/bin/htsatd ".count) : String(line)
         }
         try lines.joined(separator: "\n").write(to: copy, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: analyze)
-        process.arguments = ["verify", "--man=no", copy.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, output) = try runTool(analyze, ["verify", "--man=no", copy.path])
         // Other units on the machine may draw complaints too; only ours count.
         let complaints = output.split(separator: "\n").map(String.init).filter { $0.contains("htsatd.service") }
-        return (process.terminationStatus, complaints)
+        return (status, complaints)
     }
 
     func testUnitFilePassesSystemdAnalyzeVerify() throws {

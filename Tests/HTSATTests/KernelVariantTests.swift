@@ -1,5 +1,6 @@
 import Foundation
 import HTSAT
+import TestSupport
 import XCTest
 
 /// Every kernel variant this CPU runs, not only the best one, checked against the parity fixtures: the
@@ -29,17 +30,9 @@ final class KernelVariantTests: XCTestCase {
         let variants = KernelVariantTests.lesserVariants()
         if variants.isEmpty { throw XCTSkip("only one kernel variant on this CPU") }
         for variant in variants {
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            child.arguments = [KernelVariantTests.childTests]
-            child.environment = ProcessInfo.processInfo.environment.merging(["HTSAT_KERNELS": variant]) { $1 }
-            let pipe = Pipe()
-            child.standardOutput = pipe
-            child.standardError = pipe
-            try child.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            child.waitUntilExit()
-            XCTAssertEqual(child.terminationStatus, 0, "HTSAT_KERNELS=\(variant):\n\(output)")
+            let (status, output) = try runTool(URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+                                               [KernelVariantTests.childTests], environment: ["HTSAT_KERNELS": variant])
+            XCTAssertEqual(status, 0, "HTSAT_KERNELS=\(variant):\n\(output)")
             // 5 parity tests, the variant check and the thread check all ran.
             XCTAssertTrue(output.contains("Executed 7 tests"), "HTSAT_KERNELS=\(variant):\n\(output)")
             for line in output.split(separator: "\n") where line.hasPrefix("parity ") { print("\(variant): \(line)") }

@@ -63,3 +63,20 @@ public struct SplitMix {
     public mutating func chance(_ p: Double) -> Bool { unit() < p }
     public mutating func pick<T>(_ values: [T]) -> T { values[int(values.count)] }
 }
+
+/// Runs `executable` with `arguments` and `environment` additions, and returns its exit status and its stdout and
+/// stderr together.
+public func runTool(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
+    -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if !extra.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
