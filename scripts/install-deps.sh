@@ -14,6 +14,7 @@ packages=(
   man-db mandoc logrotate                         # package test: man -l, mandoc -Tlint, logrotate -d on the snippet
   hyperfine                                       # start-up time of the standalone binary (README, Install)
   python3-prometheus-client                       # the metrics test parses --metrics-file with the reference parser
+  espeak-ng sound-theme-freedesktop               # material of the enrol tests (scripts/enroll-material.py)
 )
 missing=()
 for p in "${packages[@]}"; do

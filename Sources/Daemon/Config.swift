@@ -97,7 +97,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public static let topLevelKeys = [
         "model", "labels", "preset", "sample_rate", "hop_size", "clip_samples", "device", "period_ms",
         "exit_on_device_error", "hop_seconds", "threads", "precision", "settle_seconds", "onset_settle_seconds",
-        "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "metrics_file", "metrics_listen", "log_level",
+        "custom_events", "events", "event_settings", "defaults", "outputs", "mqtt", "clips", "stats_interval", "metrics_file", "metrics_listen", "log_level",
     ]
     /// Keys of `outputs`.
     public static let outputKeys = ["stdout", "socket", "socket_mode", "socket_group", "log_file", "max_client_backlog"]
@@ -120,6 +120,8 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
     public var hopSeconds = 1.0, threads = 1, precision = Precision.float32
     /// Fusion's settle time and the early start read-out's lag, in seconds; nil for the defaults.
     public var settleSeconds: Double?, onsetSettleSeconds: Double?
+    /// Custom event files (`htsatd enroll`) whose names `events` may use; relative paths are relative to the file.
+    public var customEvents: [String] = []
     /// Event names (built-in groups or AudioSet labels), resolved later by `EventCatalog`.
     public var events: [String] = []
     /// Per-event overrides keyed by the name as written in `events`, and the settings of every other event.
@@ -156,6 +158,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         precision = try top["precision"]?.choice("a precision") ?? precision
         settleSeconds = try top["settle_seconds"].nullable { try $0.number() } ?? settleSeconds
         onsetSettleSeconds = try top["onset_settle_seconds"].nullable { try $0.number() } ?? onsetSettleSeconds
+        customEvents = try top["custom_events"]?.array().map { try $0.path() } ?? customEvents
         events = try top["events"]?.array().map { try $0.string() } ?? events
         defaults = try top["defaults"].map { try EventOverrides(from: $0.decoder).applied(to: defaults) } ?? defaults
         // Any name is allowed here: names are resolved later, against the label file.

@@ -6,7 +6,7 @@ public struct HTSATD: ParsableCommand {
         commandName: "htsatd",
         abstract: "Real-time sound event detection with HTS-AT on Linux.",
         version: HTSATDVersion.line,
-        subcommands: [Run.self, Scores.self, Tag.self, Events.self, Bench.self, Plot.self],
+        subcommands: [Run.self, Scores.self, Tag.self, Events.self, Enroll.self, Bench.self, Plot.self],
         defaultSubcommand: Run.self
     )
     public init() {}

@@ -16,6 +16,8 @@ struct LoadedModel {
     let model: HTSATModel
     let specs: [EventSpec]
     let labels: AudioSetLabels
+    /// Scorers of the custom events in use (those `events` names), in row order after the model's outputs.
+    let customScorers: [CustomEventScorer]
     /// Names in `event_settings` that match no selected event (worth a warning: likely a typo).
     let unusedEventSettings: [String]
 
@@ -26,12 +28,13 @@ struct LoadedModel {
         var profile = try ModelProfile.infer(from: stateDict, preset: config.preset)
         profile.signal = config.signal(overriding: profile.signal)
         let labels = try AudioSetLabels.forModel(classes: profile.classes, labelsFile: config.labelsFile)
-        let catalog = try EventCatalog(labels: labels)
+        let custom = try config.customEvents.map { try CustomEvent.load(contentsOf: $0) }
+        let catalog = try EventCatalog(labels: labels, custom: custom)
         let definitions = try catalog.resolve(config.events)
         // Per-event overrides are keyed by the name as written in `events` or by the resolved name.
         let typed = Dictionary(config.events.compactMap { name in (try? catalog.resolve(name)).map { ($0.name, name) } },
                                uniquingKeysWith: { first, _ in first })
-        specs = definitions.map { definition in
+        let specs = definitions.map { definition in
             // The event's own defaults (the DESED thresholds) over the global ones, then the user's overrides.
             let base = definition.defaultSettings(base: config.defaults)
             let key = [typed[definition.name], definition.name].compactMap { $0 }.first { config.eventSettings[$0] != nil }
@@ -41,6 +44,26 @@ struct LoadedModel {
         model = try HTSATModel(stateDict: stateDict, profile: profile, threads: config.threads,
                                precision: config.precision == .bfloat16 ? .bfloat16 : .float32)
         self.labels = labels
+        // Only the custom events selected get scored; their rows are renumbered to follow the model's outputs.
+        let fingerprint = custom.isEmpty ? "" : model.fingerprint()
+        var scorers: [CustomEventScorer] = []
+        let features = model.config.numFeatures, selected = Set(definitions.map(\.name))
+        for (path, event) in zip(config.customEvents, custom) where selected.contains(event.name) {
+            guard event.model.fingerprint == fingerprint, event.model.features == features else {
+                throw CustomEventError.wrongModel(path: path, name: event.name, enrolled: event.model.fingerprint,
+                                                  enrolledFile: event.model.file, current: fingerprint)
+            }
+            scorers.append(CustomEventScorer(event))
+        }
+        customScorers = scorers
+        let classes = model.config.classes
+        let rowOf = Dictionary(uniqueKeysWithValues: scorers.enumerated().map { ($1.event.name, classes + $0) })
+        self.specs = specs.map { spec in
+            guard let row = rowOf[spec.definition.name] else { return spec }
+            let d = spec.definition
+            return EventSpec(definition: EventDefinition(name: d.name, labelIndices: [row], labelNames: d.labelNames,
+                                                         defaultThresholds: d.defaultThresholds), settings: spec.settings)
+        }
         var metadata: Logger.Metadata = [
             "path": "\(config.model)", "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
             "configuration": "\(profile)", "sample_rate": "\(profile.signal.sampleRate)",
@@ -57,9 +80,10 @@ struct LoadedModel {
                    output: @escaping (DetectionEvent) -> Void) throws -> WindowScheduler {
         // Checked again against the checkpoint's own window (the config could only assume its preset's).
         let lags = try config.timing.resolved(clipSeconds: model.config.signal.clipSeconds)
-        let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config), classes: model.config.classes,
+        let detector = try Detector(events: specs, geometry: WindowGeometry(config: model.config),
+                                    classes: model.config.classes + customScorers.count,
                                     settle: lags.settle, onsetSettle: lags.onsetSettle, hopSeconds: config.hopSeconds)
-        let infer = WindowScheduler.inference(model: model)
+        let infer = WindowScheduler.inference(model: model, custom: customScorers)
         let stall = StallHook(logger: logger)
         return try WindowScheduler(
             detector: detector, hopSeconds: config.hopSeconds, logger: logger,

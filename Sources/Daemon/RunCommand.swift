@@ -22,6 +22,8 @@ public struct Run: ParsableCommand {
     @Option(help: "ALSA capture device, e.g. hw:1, plughw:1,0, default.") var device: String?
     @Option(help: "Comma-separated event names (built-in groups or AudioSet labels; see 'htsatd events').")
     var events: [String] = []
+    @Option(name: .customLong("custom-events"), help: "Comma-separated custom event files from 'htsatd enroll'; their names join --events.")
+    var customEvents: [String] = []
     @Option(help: "On threshold for every event (the config may override it per event).") var threshold: Float?
     @Option(name: .customLong("off-threshold"), help: "Off threshold for every event (hysteresis).") var offThreshold: Float?
     @Option(help: "Seconds between analysis windows.") var hop: Double?
@@ -72,6 +74,8 @@ public struct Run: ParsableCommand {
         let names = events.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         if !names.isEmpty { c.events = names }
+        let customFiles = customEvents.flatMap { $0.split(separator: ",") }.map(String.init).filter { !$0.isEmpty }
+        if !customFiles.isEmpty { c.customEvents = customFiles }
         for (flag, value) in [("--threshold", threshold), ("--off-threshold", offThreshold)] {
             if let value, !(value > 0 && value < 1) {
                 throw DaemonError("\(flag) \(value): expected a score between 0 and 1 (exclusive)")

@@ -146,6 +146,8 @@ public struct Events: ParsableCommand {
     @Option(help: "Labels CSV (index,mid,display_name); default: the built-in AudioSet labels, or the set matching --model.")
     var labels: String?
     @Option(help: "List the events of this checkpoint (its class count chooses the label set).") var model: String?
+    @Option(name: .customLong("custom-events"), help: "Comma-separated custom event files from 'htsatd enroll' to list too.")
+    var customEvents: [String] = []
 
     public init() {}
 
@@ -154,7 +156,8 @@ public struct Events: ParsableCommand {
             let classes = try model.map { try ModelProfile.infer(from: StateDict.load(contentsOf: $0)).classes }
             let set = try classes.map { try AudioSetLabels.forModel(classes: $0, labelsFile: labels) }
                 ?? (try labels.map { try AudioSetLabels(contentsOf: URL(fileURLWithPath: $0)) } ?? .audioSet)
-            print(try EventCatalog(labels: set).listing())
+            let custom = try customEvents.flatMap { $0.split(separator: ",") }.map { try CustomEvent.load(contentsOf: String($0)) }
+            print(try EventCatalog(labels: set, custom: custom).listing())
         }
     }
 }

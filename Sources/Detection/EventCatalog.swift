@@ -107,13 +107,19 @@ public struct EventCatalog: Sendable {
     private let groups: [String: EventDefinition]
     private let slugs: [String]
     private let bySlug: [String: Int]
+    /// Custom events (`htsatd enroll`), by name; their rows follow the model's outputs, in the order given.
+    private var custom: [String: EventDefinition]
+    /// Custom event names in the order given.
+    public let customNames: [String]
 
     /// Whether the built-in groups and sets exist (they do for AudioSet label sets only).
     public var hasBuiltIns: Bool { labels.isAudioSet }
 
     /// Builds the catalogue. For AudioSet label sets (527 labels) it fails if a built-in group names a label
     /// missing from `labels`; for any other label set the events are its labels, and the groups are not checked.
-    public init(labels: AudioSetLabels) throws {
+    /// `custom` events get the rows after the model's outputs (`labels.names.count + i`), with their suggested
+    /// thresholds as defaults; a name that is taken (a built-in, a label, another custom event) is an error.
+    public init(labels: AudioSetLabels, custom: [CustomEvent] = []) throws {
         self.labels = labels
         var groups: [String: EventDefinition] = [:]
         func group(_ name: String, _ members: [String], _ thresholds: EventThresholds?) throws {
@@ -140,6 +146,36 @@ public struct EventCatalog: Sendable {
         var bySlug: [String: Int] = [:]
         for (index, slug) in slugs.enumerated() where bySlug[slug] == nil { bySlug[slug] = index }
         self.bySlug = bySlug
+        var customs: [String: EventDefinition] = [:]
+        self.custom = [:]
+        self.customNames = custom.map(\.name)
+        for (i, event) in custom.enumerated() {
+            guard Self.isValidCustomName(event.name) else { throw CustomEventError.badName(name: event.name) }
+            if let taken = collision(for: event.name) { throw CustomEventError.nameCollides(name: event.name, with: taken) }
+            guard customs[event.name] == nil else { throw CustomEventError.nameCollides(name: event.name, with: "another custom event file") }
+            customs[event.name] = EventDefinition(name: event.name, labelIndices: [labels.names.count + i], labelNames: [event.name],
+                                                  defaultThresholds: EventThresholds(on: event.thresholds.on, off: event.thresholds.off))
+        }
+        self.custom = customs
+    }
+
+    /// A custom event name: a lowercase letter, then lowercase letters, digits and `_` (at most 64).
+    public static func isValidCustomName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, ("a"..."z").contains(first), name.unicodeScalars.count <= 64 else { return false }
+        return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+    }
+
+    /// What already uses `name` (a built-in event or set, a label of this model, or an AudioSet label), or nil.
+    public func collision(for name: String) -> String? {
+        let key = name.lowercased()
+        for catalog in [self] + (labels.isAudioSet ? [] : [try? EventCatalog(labels: .audioSet)].compactMap { $0 }) {
+            if catalog.groups[key] != nil { return "the built-in event \"\(key)\"" }
+            if Self.builtInSets.contains(where: { $0.name == key }) { return "the built-in event set \"\(key)\"" }
+            if let index = catalog.labels.index(of: name) ?? catalog.bySlug[key] {
+                return "the \(catalog.labels.isAudioSet ? "AudioSet" : "model's") label \"\(catalog.labels.names[index])\""
+            }
+        }
+        return nil
     }
 
     /// Lowercase, every run of non-alphanumerics collapsed to `_`, no leading or trailing `_`.
@@ -164,6 +200,7 @@ public struct EventCatalog: Sendable {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         let key = trimmed.lowercased()
         if let group = groups[key] { return group }
+        if let event = custom[key] { return event }
         let index = labels.index(of: trimmed) ?? bySlug[key]
         if let index {
             return EventDefinition(name: slugs[index], labelIndices: [index], labelNames: [labels.names[index]])
@@ -181,7 +218,7 @@ public struct EventCatalog: Sendable {
         var out: [EventDefinition] = []
         for name in names {
             let key = name.trimmingCharacters(in: .whitespaces).lowercased()
-            let set = hasBuiltIns && groups[key] == nil && labels.index(of: key) == nil && bySlug[key] == nil
+            let set = hasBuiltIns && groups[key] == nil && custom[key] == nil && labels.index(of: key) == nil && bySlug[key] == nil
                 ? Self.builtInSets.first(where: { $0.name == key }) : nil
             for member in set?.events ?? [name] {
                 let definition = try resolve(member)
@@ -212,6 +249,7 @@ public struct EventCatalog: Sendable {
             for (name, _, _) in Self.desedEvents { consider(name, builtIn: true) }
             for (name, _) in Self.builtInSets { consider(name, builtIn: true) }
         }
+        for name in customNames { consider(name, builtIn: true) }
         for slug in slugs where groups[slug] == nil { consider(slug, builtIn: false) }
         scored.sort { a, b in
             if a.distance != b.distance { return a.distance < b.distance }
@@ -243,6 +281,15 @@ public struct EventCatalog: Sendable {
     /// every label with its slug.
     public func listing() -> String {
         var out = ""
+        if !customNames.isEmpty {
+            out += "Custom events (htsatd enroll; on/off are their suggested thresholds):\n"
+            let width = customNames.map(\.count).max() ?? 0
+            for name in customNames {
+                let t = custom[name]!.defaultThresholds!
+                out += "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "  on %.3f off %.3f", t.on, t.off) + "\n"
+            }
+            out += "\n"
+        }
         if hasBuiltIns {
             out += "Built-in events (the score is the highest of its labels):\n"
             let width = Self.builtInGroups.map(\.name.count).max() ?? 0

@@ -12,6 +12,9 @@ public struct HTSATOutput {
     public var framewise: [Float]
     /// The mean of the final tokens (`latent_output`), `numFeatures` values.
     public var latent: [Float]
+    /// Frame embeddings, `tokenSteps x numFeatures`, step-major: the final tokens after `norm` (what `tscam_conv`
+    /// reads), averaged over the head's frequency rows, one vector per time step of `framewise`.
+    public var embeddings: [Float]
     /// Softmax models only: the softmax over classes of `clipwise` (the class probabilities); empty otherwise.
     public var probabilities: [Float]
     /// Softmax models only: per frame, the softmax over classes of the token-semantic logits,
@@ -34,6 +37,7 @@ public struct HTSATOutput {
         clipwise = []
         framewise = []
         latent = []
+        embeddings = []
         probabilities = []
         frameProbabilities = []
     }
@@ -44,6 +48,7 @@ public struct HTSATOutput {
         clipwise = [Float](repeating: 0, count: config.classes)
         framewise = [Float](repeating: 0, count: config.framewiseFrames * config.classes)
         latent = [Float](repeating: 0, count: config.numFeatures)
+        embeddings = [Float](repeating: 0, count: config.tokenSteps * config.numFeatures)
         probabilities = [Float](repeating: 0, count: softmax ? config.classes : 0)
         frameProbabilities = [Float](repeating: 0, count: softmax ? config.framewiseFrames * config.classes : 0)
     }
@@ -85,7 +90,7 @@ public final class HTSATModel {
     /// The architecture inferred from the checkpoint, with the signal parameters.
     public let config: HTSATConfig
     /// Kept alive because the layers read its weights without copying.
-    private let stateDict: StateDict
+    let stateDict: StateDict
     /// The STFT frames of a clip, shared across the pool (one STFT per thread).
     private let frontEnd: FrontEndJob
     let logMel: LogMel
@@ -323,6 +328,8 @@ public final class HTSATModel {
         output.frameProbabilities.resize(to: softmax ? frameCount : 0)
         output.clipwise.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.clipwise.p, count: classes) }
         output.latent.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.latent.p, count: c.numFeatures) }
+        output.embeddings.resize(to: steps * c.numFeatures)
+        output.embeddings.withUnsafeMutableBufferPointer { head.embeddings(ws.x.p, into: $0.baseAddress!) }
         // Frame-major rows, each token step's row (read from classes x steps with `stride` steps) repeated.
         func fillFrames(_ out: UnsafeMutableBufferPointer<Float>, from values: UnsafePointer<Float>) {
             let f = out.baseAddress!

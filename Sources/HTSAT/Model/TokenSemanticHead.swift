@@ -67,4 +67,21 @@ struct TokenSemanticHead {
             for t in 0..<steps { logits[k * steps + t] = ws.headLogits.p[(t / w) * classes * w + k * w + t % w] }
         }
     }
+
+    /// tokens (after the final norm, panel layout) -> one vector per time step (steps x channels, step-major): the
+    /// grouped view X[c][fb][t] averaged over its frequency rows fb, the features `tscam_conv` reads at step t.
+    func embeddings(_ tokens: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let w = Panels.width
+        out.update(repeating: 0, count: steps * channels)
+        for t in 0..<steps {
+            let row = out + t * channels
+            for fb in 0..<freqBins {
+                let slot = Int(slotOfGrid[((t / side) * freqBins + fb) * side + t % side])
+                let token = tokens + (slot / w) * channels * w + slot % w
+                for c in 0..<channels { row[c] += token[c * w] }
+            }
+            let scale = 1 / Float(freqBins)
+            for c in 0..<channels { row[c] *= scale }
+        }
+    }
 }
