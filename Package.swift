@@ -65,8 +65,8 @@ let package = Package(
         ]),
         .executableTarget(name: "htsatd", dependencies: ["Daemon"]),
 
-        // Fixture lookup shared by the test targets.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Fixture lookup and the event-line contract checker, shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["Detection"], path: "Tests/TestSupport"),
         .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "AudioCapture", "TestSupport"]),
         .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "SystemSupport", "TestSupport"]),
         // The pure-logic tests, plus the event-line contract on the fixture streams through the real model.

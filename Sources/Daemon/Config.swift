@@ -277,6 +277,7 @@ public struct DaemonConfig: Equatable, Sendable, Decodable {
         mqtt.resolvePaths(resolve)
         clips.dir = clips.dir.map(resolve)
         metricsFile = metricsFile.map(resolve)
+        customEvents = customEvents.map(resolve)
     }
 
     /// Checks every single value and the relations between them (everything but `events` being non-empty).

@@ -37,6 +37,32 @@ final class ParityTests: XCTestCase {
         XCTAssertEqual(x.framewise, y.framewise)
     }
 
+    /// The frame embeddings (custom events' features) are the official `norm` output regrouped as `forward_features`
+    /// does before `tscam_conv` (B, C, F, T -> B, C, c_freq_bin, freq_ratio * T) and averaged over c_freq_bin.
+    func testFrameEmbeddingsAreTheOfficialNormTokensAveragedOverFrequency() throws {
+        let model = try HTSATModel(stateDict: StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/htsat-tiny.ckpt").path))
+        let c = model.config
+        let side = c.resolution(stage: c.stageCount - 1), freqBins = side / c.freqRatio, channels = c.numFeatures
+        var output = HTSATOutput(config: c)
+        var worst: Float = 0
+        for clip in ParityTests.clips {
+            let golden = try StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/golden/\(clip).safetensors").path)
+            let norm = try golden.floats("norm")  // grid tokens (row f * side + column t) x channels
+            model.infer(try golden.floats("wav"), into: &output)
+            XCTAssertEqual(output.embeddings.count, c.tokenSteps * channels)
+            for k in 0..<c.freqRatio {
+                for s in 0..<side {
+                    for ch in 0..<channels {
+                        var sum: Float = 0
+                        for fb in 0..<freqBins { sum += norm[((k * freqBins + fb) * side + s) * channels + ch] }
+                        worst = max(worst, abs(output.embeddings[(k * side + s) * channels + ch] - sum / Float(freqBins)))
+                    }
+                }
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-4, "frame embeddings against the official norm output")
+    }
+
     /// Runs every clip through one model (so buffer reuse across clips is exercised) and compares every tap,
     /// twice: from the golden log-mel (the network alone, held to 1e-4) and from the samples (end to end).
     private func checkParity(checkpoint: String) throws {

@@ -1,26 +1,36 @@
 import Detection
 
 /// The event-line contract (README, "Event lines"), checked over one run's lines in emission order.
-struct EventContract {
+public struct EventContract {
     /// Per event name: its minimum duration and onset tolerance.
-    var minDuration: [String: Double]
-    var tolerance: [String: Double]
+    public var minDuration: [String: Double]
+    public var tolerance: [String: Double]
     /// The fusion grid cell (an unconfirmed stop spans at least one).
-    var cell: Double
+    public var cell: Double
+
+    /// Plain memberwise initializer.
+    public init(minDuration: [String: Double], tolerance: [String: Double], cell: Double) {
+        self.minDuration = minDuration
+        self.tolerance = tolerance
+        self.cell = cell
+    }
 
     /// What one run says about the contract: violations (empty when it holds) and counts of what was exercised.
-    struct Report {
-        var violations: [String] = []
-        var unconfirmed = 0
-        var confirmed = 0
+    public struct Report {
+        public var violations: [String] = []
+        public var unconfirmed = 0
+        public var confirmed = 0
         /// Confirmed events whose start differs from the settled-only run's (an adopted early start).
-        var moved = 0
+        public var moved = 0
         /// Unconfirmed events a later confirmed one starts inside (allowed only when withdrawn for an earlier one).
-        var withdrawnOverlaps = 0
+        public var withdrawnOverlaps = 0
+
+        /// No violations, nothing counted.
+        public init() {}
     }
 
     /// Checks `lines`; with `reference` (the settled-only run's lines) also that the confirmed events match it.
-    func check(_ lines: [DetectionEvent], reference: [DetectionEvent]? = nil) -> Report {
+    public func check(_ lines: [DetectionEvent], reference: [DetectionEvent]? = nil) -> Report {
         var report = Report()
         func fail(_ message: String) { report.violations.append(message) }
         var open: [Int: DetectionEvent] = [:]
@@ -98,7 +108,7 @@ struct EventContract {
 }
 
 /// One line, briefly: "start dog#3 1.230" or "stop dog#3 1.230-2.000 unconfirmed".
-func describe(_ e: DetectionEvent) -> String {
+public func describe(_ e: DetectionEvent) -> String {
     let times = e.end.map { String(format: "%.3f-%.3f", e.start, $0) } ?? String(format: "%.3f", e.start)
     return "\(e.kind) \(e.event)#\(e.id) \(times)\(e.confirmed ? "" : " unconfirmed")"
 }
