@@ -24,8 +24,9 @@ public struct Enroll: ParsableCommand {
 
     public init() {}
 
-    /// Gains of the enrolled copies of each positive: the sound heard farther away too.
-    static let gainsDB: [Float] = [0, -10, -20]
+    /// Gains of the enrolled copies of each positive: the sound heard farther away too. A -20 dB copy as well found
+    /// quieter occurrences of sustained sounds but made a short click's prototypes match plain room noise (README).
+    static let gainsDB: [Float] = [0, -10]
     /// Shortest positive example accepted, in seconds (a 10-s window holds 32 steps of 0.31 s).
     static let minimumSeconds = 1.0
     /// Negatives longer than this many windows are cut to their first windows.
@@ -37,7 +38,7 @@ public struct Enroll: ParsableCommand {
                 throw DaemonError("no positive examples: give 3 to 10 recordings of the sound (2-10 s each) after the options")
             }
             guard positives.count >= 3 else {
-                throw DaemonError("\(positives.count) positive example(s): give at least 3 recordings of the sound (5-10 are better), so that each can be checked against the others")
+                throw DaemonError("\(positives.count) positive example(s): give at least 3 recordings of the sound (5 to 10 are better), so that each can be checked against the others")
             }
             guard EventCatalog.isValidCustomName(name) else { throw CustomEventError.badName(name: name) }
             let model = try modelOptions.load()
@@ -98,9 +99,12 @@ public struct Enroll: ParsableCommand {
                 }
                 background.append(.init(file: path, views: views))
             }
-            // A quiet noise floor is always background: a silent room must not score.
-            background.append(.init(file: "", views: [-70, -50].map { db in
-                embedder.embeddings(Self.noise(count: signal.clipSamples, seed: UInt64(-db)), gain: powf(10, db / 20))
+            // Stationary noise floors are always background, white and brown from a quiet to a noisy room: a
+            // room's hiss must not score, even at a level the examples and negatives do not show.
+            background.append(.init(file: "", views: [-70, -55, -40].flatMap { db in
+                [false, true].map { brown in
+                    embedder.embeddings(Self.noise(count: signal.clipSamples, seed: UInt64(-db), brown: brown), gain: powf(10, db / 20))
+                }
             }))
 
             let identity = CustomEvent.ModelIdentity(fingerprint: model.fingerprint(), features: model.config.numFeatures,
@@ -133,17 +137,22 @@ public struct Enroll: ParsableCommand {
         return levels.isEmpty ? 0 : levels[levels.count / 10]
     }
 
-    /// Deterministic white noise of unit RMS (SplitMix64 uniforms, scaled).
-    static func noise(count: Int, seed: UInt64) -> [Float] {
+    /// Deterministic noise of unit RMS: white (SplitMix64 uniforms), or brown (leaky-integrated white).
+    static func noise(count: Int, seed: UInt64, brown: Bool = false) -> [Float] {
         var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        return (0..<count).map { _ in
+        var level: Float = 0
+        let out = (0..<count).map { _ -> Float in
             state &+= 0x9E37_79B9_7F4A_7C15
             var z = state
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             z ^= z >> 31
-            return (Float(z >> 40) / Float(1 << 24) * 2 - 1) * 1.732
+            let white = Float(z >> 40) / Float(1 << 24) * 2 - 1
+            level = brown ? 0.98 * level + white : white
+            return level
         }
+        let rms = (out.reduce(0) { $0 + $1 * $1 } / Float(max(count, 1))).squareRoot()
+        return out.map { $0 / max(rms, 1e-12) }
     }
 }
 

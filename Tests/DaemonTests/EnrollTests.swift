@@ -192,6 +192,33 @@ final class EnrollTests: DaemonTestCase {
         XCTAssertTrue(typo.stderr.contains("unknown event \"crumpel\"") && typo.stderr.contains("crumple"), typo.stderr)
     }
 
+    /// Custom events reach every output like built-in ones: MQTT (event payloads = stdout, ON/OFF states, a Home
+    /// Assistant discovery config) and event clips (one per confirmed event, named after it).
+    func testCustomEventReachesMQTTAndClips() throws {
+        let (file, _) = try enroll()
+        let broker = try Broker(in: dir)
+        try broker.start()
+        let sub = try Subscriber(port: broker.port, topics: ["htsatd/#", "homeassistant/#"], in: dir)
+        sub.waitUntilSubscribed(port: broker.port, probeTopic: "htsatd/probe")
+        let clips = dir.appendingPathComponent("clips")
+        let wav = try material().appendingPathComponent("stream-1.wav").path
+        let run = try htsatd(try detectorArguments() + [
+            "--input", wav, "--custom-events", file.path, "--events", "crumple", "--clips", clips.path,
+            "--mqtt", "mqtt://127.0.0.1:\(broker.port)", "--mqtt-node", "enrol", "--ha-discovery"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(eventually(timeout: 10) { sub.payloads("htsatd/enrol/status").last == "offline" }, "\(sub.messages)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(sub.payloads("htsatd/enrol/events"), lines, "MQTT event payloads are stdout's lines")
+        let starts = jsonLines(run.stdout).filter { $0["type"] as? String == "start" }.count
+        XCTAssertGreaterThanOrEqual(starts, 4)
+        XCTAssertEqual(sub.payloads("htsatd/enrol/audio/crumple").filter { $0 == "ON" }.count, starts)
+        XCTAssertTrue(sub.messages.contains { $0.topic.hasPrefix("homeassistant/") && $0.topic.contains("crumple") }, "\(sub.messages.map(\.topic))")
+        let confirmed = jsonLines(run.stdout).filter { $0["type"] as? String == "stop" && $0["confirmed"] == nil }.count
+        let written = FileManager.default.enumerator(atPath: clips.path)?.compactMap { $0 as? String }
+            .filter { $0.hasSuffix(".flac") && $0.contains("crumple-") } ?? []
+        XCTAssertEqual(written.count, confirmed, "one clip per confirmed event: \(written)")
+    }
+
     // MARK: - Robustness
 
     /// Bad input to `enroll`: each gets one clear error line and a non-zero exit, and writes no file.

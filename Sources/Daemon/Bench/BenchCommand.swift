@@ -22,6 +22,8 @@ public struct Bench: ParsableCommand {
     @Flag(help: "Opt-in bfloat16 linear layers (AVX512-BF16 CPUs; outputs drift by about 1e-3).") var bf16 = false
     @Option(help: "Write the random full-size weights to this safetensors file and exit.")
     var writeWeights: String?
+    @Option(name: .customLong("custom-events"), help: "Also time the daemon's window with this many custom events (interleaved with the model alone).")
+    var customEvents: Int = 0
 
     public init() {}
 
@@ -29,6 +31,7 @@ public struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads \(threads): must be at least 1") }
         guard runs >= 1 else { throw ValidationError("--runs \(runs): must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): must be 0 or more") }
+        guard (0...64).contains(customEvents) else { throw ValidationError("--custom-events \(customEvents): must be 0 to 64") }
         if model != nil && writeWeights != nil { throw ValidationError("--write-weights writes random weights; drop --model") }
     }
 
@@ -52,6 +55,15 @@ public struct Bench: ParsableCommand {
                                 loadMs: model == nil ? nil : loadMs, gflop: gflop, result: result,
                                 peakRSS: Benchmark.peakRSSMegabytes())
             print(json ? report.json() : report.table())
+            if customEvents > 0 {
+                let cost = try Benchmark.customEventCost(htsat, customEvents: customEvents, runs: runs, warmup: warmup)
+                let overhead = (cost.custom / cost.base - 1) * 100
+                struct Cost: Encodable { let custom_events: Int, window_ms: Double, with_custom_ms: Double, overhead_percent: Double }
+                let r = LineEncoder.rounded
+                print(json ? LineEncoder.encode(Cost(custom_events: customEvents, window_ms: r(cost.base), with_custom_ms: r(cost.custom),
+                                                     overhead_percent: r(overhead)))
+                      : String(format: "custom events   %d: window %.2f ms median, with them %.2f ms (%+.1f %%), interleaved", customEvents, cost.base, cost.custom, overhead))
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+import Detection
+import Engine
 import Foundation
 import HTSAT
 import Sinks
@@ -235,6 +237,42 @@ public enum Benchmark {
             }
         }
         return result
+    }
+
+    /// Median ms of the daemon's window (inference and frame scores, `WindowScheduler.inference`) without and with
+    /// `customEvents` synthetic custom events sized like a real enrolment (15 prototypes, 64 background vectors),
+    /// the two interleaved run by run so that both see the same machine load.
+    public static func customEventCost(_ model: HTSATModel, customEvents: Int, runs: Int, warmup: Int = 3) throws -> (base: Double, custom: Double) {
+        let c = model.config
+        let clip = testSignal(count: c.signal.clipSamples, sampleRate: c.signal.sampleRate)
+        var state: UInt64 = 7
+        func vectors(_ n: Int) -> [[Float]] {
+            (0..<n).map { _ in (0..<c.numFeatures).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Float(state >> 40) / Float(1 << 24) - 0.5
+            } }
+        }
+        // Through the real enrolment, on random embeddings: 5 examples x 3 gains, 8 background windows (64 segments).
+        let identity = CustomEvent.ModelIdentity(fingerprint: "", features: c.numFeatures, file: "")
+        let scorers = (0..<customEvents).map { i in
+            CustomEventScorer(CustomEventEnrollment.enroll(
+                name: "bench_\(i)", model: identity,
+                positives: (0..<5).map { _ in .init(file: "", views: (0..<3).map { _ in vectors(10) }) },
+                background: [.init(file: "", views: (0..<8).map { _ in vectors(32) })]))
+        }
+        let base = WindowScheduler.inference(model: model), custom = WindowScheduler.inference(model: model, custom: scorers)
+        var times: ([Double], [Double]) = ([], [])
+        try clip.withUnsafeBufferPointer { input in
+            for i in 0..<(max(warmup, 0) + runs) {
+                for (j, infer) in [base, custom].enumerated() {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    try infer(input) { _ in }
+                    let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+                    if i >= warmup { if j == 0 { times.0.append(ms) } else { times.1.append(ms) } }
+                }
+            }
+        }
+        return (BenchmarkResult.median(times.0), BenchmarkResult.median(times.1))
     }
 
     /// The process's peak resident set size in MB (VmHWM from /proc/self/status), nil where unavailable.
