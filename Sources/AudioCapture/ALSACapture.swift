@@ -43,7 +43,8 @@ public final class ALSACapture: @unchecked Sendable {
     private var epoch: UInt64?
     private var resync = false
     private var opens = 0
-    private let overrunWarnings = LogThrottle(), retryErrors = LogThrottle()
+    // Suspends have their own throttle: folded behind an overrun warning, a suspend would go unreported.
+    private let overrunWarnings = LogThrottle(), suspendWarnings = LogThrottle(), retryErrors = LogThrottle()
 
     /// Prepares a capture; nothing is opened until `start()`. `onStatus` runs on the capture
     /// thread and must return quickly.
@@ -152,8 +153,13 @@ public final class ALSACapture: @unchecked Sendable {
         var pacedFrames: Int64 = 0
         var streamFrames = 0
         let paceStart = DispatchTime.now().uptimeNanoseconds
+        let bufferNanoseconds = UInt64(stream.bufferFrames) * 1_000_000_000 / UInt64(max(1, stream.rate))
         while !shouldStop {
+            let waitStart = DispatchTime.now().uptimeNanoseconds
             guard try stream.waitUntilReadable() else { return }  // stop pipe fired
+            // A device that stalls and then carries on reports no error, yet the stall's audio is lost all the same:
+            // no audio for longer than the whole buffer means a stall, so check for a gap as after an overrun.
+            if DispatchTime.now().uptimeNanoseconds - waitStart > bufferNanoseconds { resync = true }
             // Plugins such as `file` may report frames they never wrote (infile EOF or short
             // read): zero first so those read as silence, not as a repeat of older audio.
             stream.raw.initializeMemory(as: UInt8.self, repeating: 0, count: stream.rawBytes)
@@ -234,7 +240,7 @@ public final class ALSACapture: @unchecked Sendable {
             try stream.check(snd_pcm_start(stream.pcm), "snd_pcm_start")
         case ESTRPIPE:
             suspends.add(1, ordering: .relaxed)
-            overrunWarnings.record { folded in logger.warning("audio capture: '\(config.device)' was suspended; resuming\(LogThrottle.suffix(folded))") }
+            suspendWarnings.record { folded in logger.warning("audio capture: '\(config.device)' was suspended; resuming\(LogThrottle.suffix(folded))") }
             while true {
                 let result = snd_pcm_resume(stream.pcm)
                 if result == -EAGAIN {

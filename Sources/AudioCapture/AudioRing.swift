@@ -25,6 +25,7 @@ public final class AudioRing: @unchecked Sendable {
     private let written = Atomic<Int64>(0)   // published: samples [0, written) have been stored
     private let reserved = Atomic<Int64>(0)  // the writer may be storing samples below this
     private let closedFlag = Atomic<Bool>(false)
+    private let silenceEnd = Atomic<Int64>(0)
     private let waiters = Atomic<Int>(0)
     private let wakeup = DispatchSemaphore(value: 0)
 
@@ -45,6 +46,9 @@ public final class AudioRing: @unchecked Sendable {
 
     /// Oldest absolute index still held (equals `totalWritten` when nothing is held yet).
     public var oldestAvailable: Int64 { max(0, totalWritten - Int64(capacity)) }
+
+    /// Where the latest `writeSilence` ended (absolute index; 0 if none): audio before it may be filled-in silence.
+    public var silenceFilledUpTo: Int64 { silenceEnd.load(ordering: .acquiring) }
 
     /// True once `close()` was called.
     public var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
@@ -93,6 +97,7 @@ public final class AudioRing: @unchecked Sendable {
             left -= n
             pos = 0
         }
+        silenceEnd.store(end, ordering: .releasing)  // before `written`: a reader that sees the samples sees this
         written.store(end, ordering: .sequentiallyConsistent)
         if waiters.load(ordering: .sequentiallyConsistent) > 0 { wakeup.signal() }
     }

@@ -129,7 +129,10 @@ public final class WindowScheduler: @unchecked Sendable {
             }
             if written - nextEnd > hop {
                 let latest = written / hop * hop
-                noteSkipped(Int((latest - nextEnd) / hop), at: latest)
+                // Silence that capture wrote in for lost audio arrives all at once: the windows it makes due are
+                // skipped too, but they are no sign of slow inference, so they are neither counted nor warned about.
+                let late = (latest - max(nextEnd, min(ring.silenceFilledUpTo, latest))) / hop
+                if late > 0 { noteSkipped(Int(late), at: latest) }
                 nextEnd = latest
             }
             if !copyWindow(from: ring, endingAt: nextEnd) {

@@ -121,6 +121,7 @@ final class AudioRingTests: XCTestCase {
         var out = [Float](repeating: -1, count: 8)
         XCTAssertTrue(ring.read(endingAt: 11, count: 8, into: &out))
         XCTAssertEqual(out, [4, 5, 6, 7, 8, 0, 0, 0])
+        XCTAssertEqual(ring.silenceFilledUpTo, 11)
         ring.writeSilence(count: 1_000_000_000)  // an hour-long outage costs one ring of zeroing
         XCTAssertEqual(ring.totalWritten, 1_000_000_011)
         XCTAssertTrue(ring.read(endingAt: 1_000_000_011, count: 8, into: &out))

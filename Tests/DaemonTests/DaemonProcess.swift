@@ -79,6 +79,24 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     }
 }
 
+/// The samples of a Prometheus text file as the reference parser (python3-prometheus-client) reads them, keyed
+/// `name{labels as sorted JSON}`, e.g. `htsatd_windows_total{}`; fails the test if the parser rejects the file.
+func prometheusSamples(_ file: URL, file testFile: StaticString = #filePath, line: UInt = #line) throws -> [String: Double] {
+    let (status, output) = try runTool("/usr/bin/python3", ["-c", """
+        import json, sys
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {}
+        for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+            for s in family.samples:
+                out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+        print(json.dumps(out))
+        """, file.path])
+    XCTAssertEqual(status, 0, "the reference parser rejects the file:\n\((try? String(contentsOf: file, encoding: .utf8)) ?? "")\n\(output)",
+                   file: testFile, line: line)
+    let json = output.split(separator: "\n").last.map { Data($0.utf8) } ?? Data()  // the last line: after any warnings
+    return try XCTUnwrap(JSONSerialization.jsonObject(with: json) as? [String: Double], output, file: testFile, line: line)
+}
+
 /// A connected Unix stream socket client that reads lines on demand.
 final class SocketClient {
     let fd: Int32

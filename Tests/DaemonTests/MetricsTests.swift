@@ -21,25 +21,7 @@ final class MetricsTests: DaemonTestCase {
         for line in lines where line["type"] as? String == "start" { starts[line["event"] as! String, default: 0] += 1 }
         let windows = Int(p.stderr.components(separatedBy: "windows=").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? -1
 
-        // The reference parser: every family, and the samples we check.
-        let parser = Process()
-        parser.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        parser.arguments = ["-c", """
-            import json, sys
-            from prometheus_client.parser import text_string_to_metric_families
-            out = {}
-            for family in text_string_to_metric_families(open(sys.argv[1]).read()):
-                for s in family.samples:
-                    out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
-            print(json.dumps(out))
-            """, metrics.path]
-        let pipe = Pipe()
-        parser.standardOutput = pipe
-        try parser.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        parser.waitUntilExit()
-        XCTAssertEqual(parser.terminationStatus, 0, "the reference parser rejects the file:\n\((try? String(contentsOf: metrics, encoding: .utf8)) ?? "")")
-        let samples = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Double])
+        let samples = try prometheusSamples(metrics)
         XCTAssertEqual(samples["htsatd_windows_total{}"], Double(windows), "windows as the run reported them: \(samples)")
         XCTAssertGreaterThan(windows, 50)
         for (event, count) in starts {
