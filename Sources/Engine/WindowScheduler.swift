@@ -15,6 +15,8 @@ public struct SchedulerStats: Sendable, Equatable {
     public var windowsRun = 0
     /// Windows skipped because inference fell behind (live mode only).
     public var windowsSkipped = 0
+    /// Windows skipped over a capture gap: the silence filling it arrives at once, faster than real time (live mode).
+    public var windowsSkippedOverGaps = 0
     /// Total time spent in inference.
     public var inferenceSeconds = 0.0
     /// The window hop, in seconds.
@@ -98,8 +100,10 @@ public final class WindowScheduler: @unchecked Sendable {
 
     /// Live mode: runs windows as the ring fills until it is closed, then closes open events.
     /// If inference falls more than a hop behind, skips to the latest hop-aligned window end (counted and logged),
-    /// so latency and memory stay bounded. Once the ring is closed (shutdown) it runs at most the window now due (none
-    /// if there is a backlog) and one final window at the last sample: a bounded stop even when capture delivers audio
+    /// so latency and memory stay bounded. Windows over the silence that fills a capture gap are skipped the same way
+    /// but counted apart (`windowsSkippedOverGaps`, logged as such): that silence arrives all at once, so its backlog
+    /// is not inference falling behind. Once the ring is closed (shutdown) it runs at most the window now due (none if
+    /// there is a backlog) and one final window at the last sample: a bounded stop even when capture delivers audio
     /// faster than inference takes it.
     public func runLive(ring: AudioRing) throws {
         guard ring.capacity >= Self.minimumRingCapacity(clipSamples: clipSamples, hopSamples: hopSamples) else {
@@ -130,9 +134,9 @@ public final class WindowScheduler: @unchecked Sendable {
             if written - nextEnd > hop {
                 let latest = written / hop * hop
                 // Silence that capture wrote in for lost audio arrives all at once: the windows it makes due are
-                // skipped too, but they are no sign of slow inference, so they are neither counted nor warned about.
+                // skipped too, but they are no sign of slow inference, so they are counted and logged apart.
                 let late = (latest - max(nextEnd, min(ring.silenceFilledUpTo, latest))) / hop
-                if late > 0 { noteSkipped(Int(late), at: latest) }
+                noteSkipped(Int(late), overGap: Int((latest - nextEnd) / hop - late), at: latest)
                 nextEnd = latest
             }
             if !copyWindow(from: ring, endingAt: nextEnd) {
@@ -250,11 +254,18 @@ public final class WindowScheduler: @unchecked Sendable {
         }
     }
 
-    private func noteSkipped(_ count: Int, at end: Int64) {
+    private func noteSkipped(_ count: Int, overGap: Int = 0, at end: Int64) {
         statsLock.lock()
         _stats.windowsSkipped += count
+        _stats.windowsSkippedOverGaps += overGap
         let total = _stats.windowsSkipped
         statsLock.unlock()
+        if overGap > 0 {
+            // The capture logged the gap itself; this only says what it cost.
+            logger.info("skipped \(overGap) window(s) over a capture gap filled with silence",
+                        metadata: ["stream_seconds": "\(Double(end) / Double(sampleRate))"])
+        }
+        guard count > 0 else { return }
         // At most one warning per 10 s of wall time, so a slow machine (or an unpaced source) does not flood the log.
         skipWarnings.record { folded in
             logger.warning("inference fell behind real time: skipped \(count) window(s), \(total) in all; consider a larger --hop or more threads\(LogThrottle.suffix(folded))",

@@ -134,6 +134,41 @@ final class WindowSchedulerTests: XCTestCase {
         XCTAssertTrue(log.messages.contains { $0.contains("skipped 28 window(s)") }, "\(log.messages)")
     }
 
+    /// A capture gap filled with silence arrives all at once; the windows skipped over it are counted apart and logged
+    /// as a gap, not as inference falling behind (which it did not).
+    func testWindowsSkippedOverACaptureGapAreNotReportedAsLag() throws {
+        let ring = AudioRing(capacity: WindowScheduler.minimumRingCapacity(clipSamples: 10_000, hopSamples: 1000))
+        let log = LogCapture()
+        var logger = Logger(label: "test") { _ in log }
+        logger.logLevel = .info
+        let scheduler = try WindowScheduler(detector: makeDetector(), hopSeconds: 1, logger: logger,
+                                            inference: magnitudeInference(), output: { _ in })
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? scheduler.runLive(ring: ring)
+            done.signal()
+        }
+        func write(_ range: Range<Int>) {
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: 250) {
+                signal[start..<min(start + 250, range.upperBound)].withUnsafeBufferPointer { ring.write($0) }
+                let due = Int(ring.totalWritten / 1000), deadline = Date().addingTimeInterval(10)
+                func handled() -> Int { let s = scheduler.stats; return s.windowsRun + s.windowsSkippedOverGaps }
+                while handled() < due && Date() < deadline { usleep(200) }
+            }
+        }
+        write(0..<5000)
+        ring.writeSilence(count: 8000)  // 8 s lost to a reconnect, in one piece
+        write(5000..<10_000)
+        ring.close()
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        // Windows end at 1 ... 5 s, then (6 ... 12 s skipped over the gap) at 13 ... 18 s.
+        XCTAssertEqual(scheduler.stats.windowsSkippedOverGaps, 7)
+        XCTAssertEqual(scheduler.stats.windowsSkipped, 0)
+        XCTAssertEqual(scheduler.stats.windowsRun, 11)
+        XCTAssertTrue(log.messages.contains { $0.contains("skipped 7 window(s) over a capture gap") }, "\(log.messages)")
+        XCTAssertFalse(log.messages.contains { $0.contains("fell behind") }, "\(log.messages)")
+    }
+
     func testRejectsASmallRingAndABadHopAndEndsCleanlyOnAnEmptyRing() throws {
         let scheduler = try WindowScheduler(detector: makeDetector(), logger: Logger(label: "test"), inference: magnitudeInference(), output: { _ in XCTFail("no events") })
         XCTAssertThrowsError(try scheduler.runLive(ring: AudioRing(capacity: 10_000))) {
