@@ -22,6 +22,17 @@ public struct ClipRetention {
         public var bytes: Int64
     }
 
+    /// What one `enforce` pass did.
+    public struct Outcome: Equatable {
+        /// The deleted paths, oldest first, and their bytes.
+        public var deleted: [String] = []
+        public var deletedBytes: Int64 = 0
+        /// How many of them went for `max_bytes` or `min_free_percent` rather than age.
+        public var budgetEvictions = 0
+        /// Bytes of our finished files left.
+        public var bytes: Int64 = 0
+    }
+
     public let dir: String
     public let budget: ClipBudget
 
@@ -58,12 +69,12 @@ public struct ClipRetention {
     }
 
     /// Deletes the oldest files while any limit is exceeded (`extraBytes`: bytes of clips being written, counted
-    /// against `max_bytes`); returns the deleted paths and the remaining bytes of finished files.
+    /// against `max_bytes`).
     @discardableResult
-    public func enforce(now: Date = Date(), extraBytes: Int64 = 0, logger: Logger? = nil) -> (deleted: [String], bytes: Int64) {
+    public func enforce(now: Date = Date(), extraBytes: Int64 = 0, logger: Logger? = nil) -> Outcome {
         var entries = scan()
         var total = entries.reduce(0) { $0 + $1.bytes }
-        var deleted: [String] = []
+        var outcome = Outcome()
         let cutoff = budget.maxAgeDays.map { Int64(now.timeIntervalSince1970 - $0 * 86400) }
         while let oldest = entries.first {
             let tooOld = cutoff.map { oldest.name.time < $0 } ?? false
@@ -73,7 +84,9 @@ public struct ClipRetention {
             entries.removeFirst()
             if unlink(oldest.path) == 0 || errno == ENOENT {
                 total -= oldest.bytes
-                deleted.append(oldest.path)
+                outcome.deleted.append(oldest.path)
+                outcome.deletedBytes += oldest.bytes
+                if !tooOld { outcome.budgetEvictions += 1 }
                 let reason = tooOld ? "older than max_age_days" : tooBig ? "over max_bytes" : "under min_free_percent"
                 logger?.debug("retention deleted \(oldest.path) (\(reason))")
             } else {
@@ -84,7 +97,10 @@ public struct ClipRetention {
         for day in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) where ClipName.isDay(day) {
             rmdir(dir + "/" + day)
         }
-        if !deleted.isEmpty { logger?.info("clip retention deleted \(deleted.count) file(s)", metadata: ["dir": "\(dir)", "bytes_left": "\(total)"]) }
-        return (deleted, total)
+        if !outcome.deleted.isEmpty {
+            logger?.info("clip retention deleted \(outcome.deleted.count) file(s)", metadata: ["dir": "\(dir)", "bytes_left": "\(total)"])
+        }
+        outcome.bytes = total
+        return outcome
     }
 }

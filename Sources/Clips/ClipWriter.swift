@@ -32,6 +32,9 @@ public struct ClipStats: Equatable, Sendable {
     public var written = 0
     /// Clips given up: a full disk, an I/O error, the budget, or audio the writer fell too far behind to read.
     public var abandoned = 0
+    /// Files (clips and pictures) retention deleted, their bytes, and how many of them went for the disk budget
+    /// (`max_bytes`, `min_free_percent`) rather than age.
+    public var deletedFiles = 0, deletedBytes: Int64 = 0, budgetEvictions = 0
 
     public init(written: Int = 0, abandoned: Int = 0) { (self.written, self.abandoned) = (written, abandoned) }
 }
@@ -136,7 +139,7 @@ public final class ClipWriter: @unchecked Sendable {
         retention = ClipRetention(dir: settings.dir, budget: settings.budget)
         try Self.checkWritable(settings.dir)
         _ = retention.scan(removingStaleTemporaries: true, logger: logger)
-        committedBytes = retention.enforce(logger: logger).bytes
+        enforceRetention()
         logger.info("writing event clips", metadata: [
             "dir": "\(settings.dir)", "format": "\(settings.format.rawValue)", "pre_roll_s": "\(settings.preRoll)",
             "post_roll_s": "\(settings.postRoll)", "buffer_s": "\(Double(capacity) / rate)",
@@ -292,11 +295,22 @@ public final class ClipWriter: @unchecked Sendable {
                 writeOpenClips(now: now)
                 cond.lock(); position = now; cond.broadcast(); cond.unlock()
             case .retention:
-                committedBytes = retention.enforce(extraBytes: openBytes, logger: logger).bytes
+                enforceRetention(extraBytes: openBytes)
                 nextRetention = Date().addingTimeInterval(retentionInterval)
             }
         }
         cond.lock(); running = false; cond.broadcast(); cond.unlock()
+    }
+
+    /// A retention pass (`extraBytes`: the clips being written), counted; `committedBytes` becomes what is left.
+    private func enforceRetention(extraBytes: Int64 = 0) {
+        let outcome = retention.enforce(extraBytes: extraBytes, logger: logger)
+        committedBytes = outcome.bytes
+        cond.lock()
+        _stats.deletedFiles += outcome.deleted.count
+        _stats.deletedBytes += outcome.deletedBytes
+        _stats.budgetEvictions += outcome.budgetEvictions
+        cond.unlock()
     }
 
     private var openBytes: Int64 { active.reduce(0) { $0 + $1.file.bytes } }
@@ -372,7 +386,7 @@ public final class ClipWriter: @unchecked Sendable {
         let overBytes = budget.maxBytes.map { committedBytes + extra > $0 } ?? false
         let underFree = budget.minFreePercent.map { min in retention.freePercent().map { $0 < min } ?? false } ?? false
         guard overBytes || underFree else { return nil }
-        committedBytes = retention.enforce(extraBytes: extra, logger: logger).bytes
+        enforceRetention(extraBytes: extra)
         if let max = budget.maxBytes, committedBytes + extra > max {
             return "the clips being written exceed max_bytes (\(max) bytes)"
         }

@@ -34,16 +34,18 @@ final class DaemonRun {
         let mqtt = try config.mqtt.sinkOptions(events: loaded.specs.map(\.definition.name), logger: logger)
         outputs = try OutputsService(config: config.outputs, mqtt: mqtt, logger: logger)
         let names = loaded.specs.map(\.definition.name)
-        metrics = config.metricsFile == nil && config.metricsListen == nil ? nil : DaemonMetrics(eventNames: names)
+        metrics = config.metricsFile == nil && config.metricsListen == nil ? nil
+            : DaemonMetrics(eventNames: names, mqtt: outputs.mqtt != nil, clips: clips != nil)
     }
 
     /// The metrics file writer and the HTTP listener, as configured, refreshing from `counts` (scheduler, capture,
-    /// socket clients).
+    /// socket clients) and the MQTT and clip counters. They go first in the group, so they stop last: the final
+    /// write counts what the outputs flushed at the stop.
     private func metricsServices(_ counts: @escaping () -> (SchedulerStats, CaptureStats?, Int)) throws -> [Service] {
         guard let metrics else { return [] }
-        let refresh = {
+        let refresh = { [mqtt = outputs.mqtt, clips] in
             let (scheduler, capture, clients) = counts()
-            metrics.refresh(scheduler: scheduler, capture: capture, clients: clients)
+            metrics.refresh(scheduler: scheduler, capture: capture, clients: clients, mqtt: mqtt?.client.stats, clips: clips?.writer.stats)
         }
         var services: [Service] = []
         if let path = config.metricsFile {
@@ -95,7 +97,7 @@ final class DaemonRun {
         scheduler.audioTap = clips?.tap(fileMode: true)
         let engine = EngineService(scheduler: scheduler, source: .file(reader), group: group)
         let metricsServices = try metricsServices { [socket = outputs.socket] in (scheduler.stats, nil, socket?.clientCount ?? 0) }
-        return (ServiceGroup([outputs] + metricsServices + [clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
+        return (ServiceGroup(metricsServices + [outputs, clips as Service?, engine].compactMap { $0 }, logger: logger), { [logger] in
             let s = scheduler.stats
             let wall = Date().timeIntervalSince(started)
             logger.info("file done", metadata: [
@@ -166,7 +168,7 @@ final class DaemonRun {
         scheduler.audioTap = clips?.tap(fileMode: false)
         let engine = EngineService(scheduler: scheduler, source: .live(ring), group: group)
         let metricsServices = try metricsServices { (scheduler.stats, capture.stats, socket?.clientCount ?? 0) }
-        return ServiceGroup([outputs] + metricsServices + [clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 },
+        return ServiceGroup(metricsServices + [outputs, clips as Service?, monitor, engine, CaptureService(capture)].compactMap { $0 },
                             logger: logger)
     }
 }

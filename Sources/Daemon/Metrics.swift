@@ -1,32 +1,38 @@
 import AudioCapture
+import Clips
 import Dispatch
 import Engine
 import Foundation
 import Logging
 import Prometheus
+import Sinks
 import SystemSupport
 
 /// The Prometheus metrics, rendered in one place in the text format.
 ///
-/// The counts themselves are kept where the work happens (the scheduler's and the capture's counters, the socket's
-/// client list, the inference adapter's per-window timing, the event output); `refresh` carries them over.
+/// The counts themselves are kept where the work happens (the scheduler's, the capture's, the MQTT client's and the
+/// clip writer's counters, the socket's client list, the inference adapter's per-window timing, the event output);
+/// `refresh` carries them over. The MQTT and clip families exist only when those features are on.
 final class DaemonMetrics: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let windows, skipped, overruns, reconnects, gapSeconds, cpuSeconds: Counter
+    private let windows, skipped, overruns, suspends, reconnects, gapSeconds, cpuSeconds: Total
     private let inference: ValueHistogram
     private let clients, realTimeFactor, residentBytes: Gauge
     private let events: [String: Counter]
+    private let mqtt: (published: Total, dropped: Total, reconnects: Total, queued: Gauge, connected: Gauge)?
+    private let clips: (written: Total, failed: Total, deletedFiles: Total, deletedBytes: Total, evictions: Total)?
     private let lock = NSLock()
-    private var last = (windows: 0, skipped: 0, overruns: 0, reconnects: 0, gap: 0.0, cpu: 0.0)
 
-    init(eventNames: [String]) {
+    init(eventNames: [String], mqtt withMQTT: Bool = false, clips withClips: Bool = false) {
         let r = registry
-        windows = r.makeCounter(name: "htsatd_windows_total", help: "Analysis windows run.")
-        skipped = r.makeCounter(name: "htsatd_windows_skipped_total", help: "Windows skipped because inference fell behind.")
-        overruns = r.makeCounter(name: "htsatd_capture_overruns_total", help: "ALSA overruns recovered from.")
-        reconnects = r.makeCounter(name: "htsatd_device_reconnects_total", help: "Capture device re-opens after a failure.")
-        gapSeconds = r.makeCounter(name: "htsatd_capture_gap_seconds_total", help: "Seconds of audio lost and filled with silence.")
-        cpuSeconds = r.makeCounter(name: "htsatd_process_cpu_seconds_total", help: "User and system CPU time of the process.")
+        func total(_ name: String, _ help: String) -> Total { Total(r.makeCounter(name: name, help: help)) }
+        windows = total("htsatd_windows_total", "Analysis windows run.")
+        skipped = total("htsatd_windows_skipped_total", "Windows skipped because inference fell behind (not those over a capture gap).")
+        overruns = total("htsatd_capture_overruns_total", "ALSA overruns recovered from.")
+        suspends = total("htsatd_capture_suspends_total", "ALSA suspends (system sleep) recovered from.")
+        reconnects = total("htsatd_device_reconnects_total", "Capture device re-opens after a failure.")
+        gapSeconds = total("htsatd_capture_gap_seconds_total", "Seconds of audio lost and filled with silence.")
+        cpuSeconds = total("htsatd_process_cpu_seconds_total", "User and system CPU time of the process.")
         inference = r.makeValueHistogram(name: "htsatd_inference_seconds", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
                                          help: "Inference time per window.")
         clients = r.makeGauge(name: "htsatd_socket_clients", help: "Connected event socket clients.")
@@ -35,6 +41,18 @@ final class DaemonMetrics: @unchecked Sendable {
         events = Dictionary(eventNames.map { ($0, r.makeCounter(name: "htsatd_events_total", labels: [("event", $0)],
                                                                   help: "Events started, by event name.")) },
                             uniquingKeysWith: { first, _ in first })
+        mqtt = !withMQTT ? nil : (
+            total("htsatd_mqtt_messages_published_total", "MQTT messages the broker acknowledged (sent, at QoS 0)."),
+            total("htsatd_mqtt_messages_dropped_total", "MQTT messages dropped from the full queue (broker unreachable or too slow)."),
+            total("htsatd_mqtt_reconnects_total", "MQTT connections after the first."),
+            r.makeGauge(name: "htsatd_mqtt_queued_messages", help: "MQTT messages waiting for the broker."),
+            r.makeGauge(name: "htsatd_mqtt_connected", help: "1 while connected to the MQTT broker."))
+        clips = !withClips ? nil : (
+            total("htsatd_clips_written_total", "Event clips written."),
+            total("htsatd_clips_failed_total", "Event clips given up (disk full, I/O error, over the budget, writer too far behind)."),
+            total("htsatd_clip_files_deleted_total", "Clip and picture files deleted by retention."),
+            total("htsatd_clip_bytes_deleted_total", "Bytes of the files retention deleted."),
+            total("htsatd_clip_budget_evictions_total", "Files retention deleted for max_bytes or min_free_percent (not age)."))
     }
 
     /// One window's inference time.
@@ -43,25 +61,57 @@ final class DaemonMetrics: @unchecked Sendable {
     /// One event started.
     func countStart(event: String) { events[event]?.increment() }
 
-    /// Carries the totals kept elsewhere over to the registry.
-    func refresh(scheduler: SchedulerStats, capture: CaptureStats?, clients count: Int) {
+    /// Carries the totals kept elsewhere over to the registry (nil: that part is not running, or is off).
+    func refresh(scheduler: SchedulerStats, capture: CaptureStats?, clients count: Int, mqtt m: MQTTStats? = nil,
+                 clips c: ClipStats? = nil) {
         lock.lock(); defer { lock.unlock() }
-        let cpu = Daemon.cpuSeconds()
-        windows.increment(by: Int64(scheduler.windowsRun - last.windows))
-        skipped.increment(by: Int64(scheduler.windowsSkipped - last.skipped))
-        overruns.increment(by: Int64((capture?.overruns ?? last.overruns) - last.overruns))
-        reconnects.increment(by: Int64((capture?.reconnects ?? last.reconnects) - last.reconnects))
-        gapSeconds.increment(by: max(0, (capture?.gapSeconds ?? last.gap) - last.gap))
-        cpuSeconds.increment(by: max(0, cpu - last.cpu))
-        last = (scheduler.windowsRun, scheduler.windowsSkipped, capture?.overruns ?? last.overruns,
-                capture?.reconnects ?? last.reconnects, capture?.gapSeconds ?? last.gap, cpu)
+        windows.follow(scheduler.windowsRun)
+        skipped.follow(scheduler.windowsSkipped)
+        if let capture {
+            overruns.follow(capture.overruns)
+            suspends.follow(capture.suspends)
+            reconnects.follow(capture.reconnects)
+            gapSeconds.follow(capture.gapSeconds)
+        }
+        cpuSeconds.follow(Daemon.cpuSeconds())
         clients.set(Double(count))
         realTimeFactor.set(scheduler.realTimeFactor)
         residentBytes.set(Double(residentMemoryBytes()))
+        if let mqtt, let m {
+            mqtt.published.follow(m.published)
+            mqtt.dropped.follow(m.dropped)
+            mqtt.reconnects.follow(max(0, m.connections - 1))
+            mqtt.queued.set(Double(m.queued))
+            mqtt.connected.set(m.connected ? 1.0 : 0.0)
+        }
+        if let clips, let c {
+            clips.written.follow(c.written)
+            clips.failed.follow(c.abandoned)
+            clips.deletedFiles.follow(c.deletedFiles)
+            clips.deletedBytes.follow(Int(c.deletedBytes))
+            clips.evictions.follow(c.budgetEvictions)
+        }
     }
 
     /// The text format.
     func render() -> String { registry.emitToString() }
+}
+
+/// A Prometheus counter that follows a running total kept elsewhere (its counters only take increments).
+private final class Total {
+    private let counter: Counter
+    private var last: Int64 = 0, lastValue = 0.0
+
+    init(_ counter: Counter) { self.counter = counter }
+
+    func follow(_ total: Int) {
+        let total = Int64(total)
+        if total > last { counter.increment(by: total - last); last = total }
+    }
+
+    func follow(_ total: Double) {
+        if total > lastValue { counter.increment(by: total - lastValue); lastValue = total }
+    }
 }
 
 /// The process's resident set size (VmRSS), 0 where unavailable.

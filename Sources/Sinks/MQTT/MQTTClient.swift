@@ -16,6 +16,19 @@ public struct MQTTMessage: Sendable, Equatable {
     }
 }
 
+/// Counters of an `MQTTClient`.
+public struct MQTTStats: Sendable, Equatable {
+    /// Messages the broker acknowledged (at QoS 0: sent), the availability and retained-state messages included.
+    public var published = 0
+    /// Messages dropped from the full queue.
+    public var dropped = 0
+    /// Messages waiting to be handed to the broker.
+    public var queued = 0
+    /// Whether a CONNACK-accepted connection is up, and how many there have been (after the first: reconnects).
+    public var connected = false
+    public var connections = 0
+}
+
 /// Where and how an `MQTTClient` connects.
 public struct MQTTConnectionOptions: Sendable, Equatable {
     public var host: String
@@ -71,7 +84,7 @@ public final class MQTTClient: @unchecked Sendable {
     private var nextSeq: UInt64 = 0
     private var retained: [String: String] = [:], retainedOrder: [String] = []
     private var stopRequested = false
-    private var dropped = 0, droppedInOutage = 0, dropLogged = false
+    private var published = 0, dropped = 0, droppedInOutage = 0, dropLogged = false
     private var connectedNow = false, connections = 0
 
     /// Upper bounds: unacknowledged messages at once, the wait for a CONNACK, and the clean stop's wait for acks.
@@ -125,11 +138,11 @@ public final class MQTTClient: @unchecked Sendable {
         wake.wake()
     }
 
-    /// Messages dropped from the full queue since start.
-    public var droppedTotal: Int { lock.lock(); defer { lock.unlock() }; return dropped }
-    /// Whether a CONNACK-accepted connection is up, and how many there have been.
-    public var isConnected: Bool { lock.lock(); defer { lock.unlock() }; return connectedNow }
-    public var connectionCount: Int { lock.lock(); defer { lock.unlock() }; return connections }
+    /// A snapshot of the counters.
+    public var stats: MQTTStats {
+        lock.lock(); defer { lock.unlock() }
+        return MQTTStats(published: published, dropped: dropped, queued: queue.count, connected: connectedNow, connections: connections)
+    }
 
     /// Flushes the queue, waits up to a few seconds for acknowledgements, publishes `offline`, disconnects. Returns
     /// within `offlineWait` + 0.5 s even if the thread is stuck in connect().
@@ -269,11 +282,16 @@ public final class MQTTClient: @unchecked Sendable {
             lock.unlock()
             return state.allSatisfy { publish($0, qos: options.qos, seq: nil) }
         }
+        /// Counts the acknowledgements (of queued, availability and retained-state messages alike) and forgets them.
         func settle() {
+            guard !cb.acked.isEmpty else { return }
+            lock.lock()
+            published += cb.acked.count
             for mid in cb.acked {
                 guard let removed = inflight.removeValue(forKey: mid), let item = removed, item.message.retain else { continue }
-                lock.lock(); setRetained(item.message); lock.unlock()
+                setRetained(item.message)
             }
+            lock.unlock()
             cb.acked.removeAll()
         }
         /// Hands queued messages over while few are unacknowledged; false if libmosquitto refused (connection gone).
@@ -314,6 +332,7 @@ public final class MQTTClient: @unchecked Sendable {
             while Date() < offlineDeadline, !cb.acked.contains(mid) {
                 guard step(m, timeoutMs: 50) == MOSQ_ERR_SUCCESS.rawValue, cb.disconnect == nil else { return }
             }
+            settle()
             _ = mosquitto_disconnect(m)
             _ = mosquitto_loop(m, 0, 1)
         }
