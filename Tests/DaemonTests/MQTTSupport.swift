@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -164,17 +165,9 @@ func canConnect(port: Int) -> Bool {
     } == 0
 }
 
-/// Runs a command to completion (openssl, mosquitto_passwd); fails the test on a non-zero exit.
-func runTool(_ path: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+/// Runs a command to completion (openssl, mosquitto_passwd, mosquitto_pub); fails the test on a non-zero exit.
+func runChecked(_ path: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
     guard FileManager.default.isExecutableFile(atPath: path) else { throw XCTSkip("\(path) is not installed") }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = arguments
-    p.standardOutput = FileHandle.nullDevice
-    let err = Pipe()
-    p.standardError = err
-    try p.run()
-    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    XCTAssertEqual(p.terminationStatus, 0, "\(path) \(arguments.joined(separator: " ")): \(message)", file: file, line: line)
+    let (status, output) = try runTool(path, arguments)
+    XCTAssertEqual(status, 0, "\(path) \(arguments.joined(separator: " ")): \(output)", file: file, line: line)
 }

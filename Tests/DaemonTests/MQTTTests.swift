@@ -239,8 +239,8 @@ final class MQTTTests: DaemonTestCase {
         let config = "homeassistant/binary_sensor/ha/siren/config"
         XCTAssertTrue(eventually(timeout: 30) { sub.payloads(config).count == 1 }, p.stderr)
         // Home Assistant restarted with an empty broker state: the config is gone until htsatd hears the birth.
-        try runTool("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", config, "-r", "-n"])
-        try runTool("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "homeassistant/status", "-m", "online"])
+        try runChecked("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", config, "-r", "-n"])
+        try runChecked("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "homeassistant/status", "-m", "online"])
         XCTAssertTrue(eventually(timeout: 10) { sub.payloads(config).filter { !$0.isEmpty }.count == 2 }, "\(sub.payloads(config))\n\(p.stderr)")
         XCTAssertTrue(eventually(timeout: 10) {
             (try? Subscriber.retained(port: broker.port, topics: [config], in: dir))?[config]?.contains("\"unique_id\":\"htsatd_ha_siren\"") ?? false
@@ -258,7 +258,7 @@ final class MQTTTests: DaemonTestCase {
     /// clear error line, then retries with backoff.
     func testPasswordFileAuthentication() throws {
         let passwords = dir.appendingPathComponent("passwords")
-        try runTool("/usr/bin/mosquitto_passwd", ["-c", "-b", passwords.path, "htsatd", "s3cret"])
+        try runChecked("/usr/bin/mosquitto_passwd", ["-c", "-b", passwords.path, "htsatd", "s3cret"])
         let broker = try Broker(in: dir, anonymous: false, extra: "password_file \(passwords.path)\n")
         try broker.start()
         let secret = dir.appendingPathComponent("secret")
@@ -294,11 +294,11 @@ final class MQTTTests: DaemonTestCase {
         let openssl = "/usr/bin/openssl"
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        try runTool(openssl, ["req", "-x509"] + ec + ["-keyout", path("ca.key"), "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=htsatd test CA"])
-        try runTool(openssl, ["req", "-x509"] + ec + ["-keyout", path("wrong.key"), "-out", path("wrong.crt"), "-days", "2", "-subj", "/CN=another CA"])
-        try runTool(openssl, ["req"] + ec + ["-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=127.0.0.1"])
+        try runChecked(openssl, ["req", "-x509"] + ec + ["-keyout", path("ca.key"), "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=htsatd test CA"])
+        try runChecked(openssl, ["req", "-x509"] + ec + ["-keyout", path("wrong.key"), "-out", path("wrong.crt"), "-days", "2", "-subj", "/CN=another CA"])
+        try runChecked(openssl, ["req"] + ec + ["-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=127.0.0.1"])
         try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
-        try runTool(openssl, ["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+        try runChecked(openssl, ["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
                               "-CAcreateserial", "-out", path("server.crt"), "-days", "2", "-extfile", path("ext.cnf")])
         let tlsPort = freePort()
         let broker = try Broker(in: dir, extra: """
