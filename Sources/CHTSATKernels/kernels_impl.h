@@ -144,11 +144,20 @@ static inline __attribute__((always_inline)) v16 HK_FN(vgelu)(v16 x) {
         __m256i piece = _mm256_min_epi32(_mm256_cvttps_epi32(sh), _mm256_set1_epi32(15));
         __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(piece, 28)); // sign bit: piece >= 8
         __m256 t = _mm256_sub_ps(sh, _mm256_add_ps(_mm256_cvtepi32_ps(piece), _mm256_set1_ps(0.5f)));
-#define HK_COEF(k) _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece), \
-                                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
-        __m256 gh = HK_COEF(5);
-        for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
+#define HK_LOW(k) _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece)
+#define HK_COEF(k) _mm256_blendv_ps(HK_LOW(k), _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
+        // The permutes are what limits this loop (about 1 per cycle), so when no lane of the half reaches piece
+        // 8 (|x| < 2.83, nearly all activations) one permute per coefficient picks the same values.
+        __m256 gh;
+        if (_mm256_movemask_ps(high) == 0) {
+            gh = HK_LOW(5);
+            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_LOW(k));
+        } else {
+            gh = HK_COEF(5);
+            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
+        }
 #undef HK_COEF
+#undef HK_LOW
         __builtin_memcpy((float *)&g + 8 * h, &gh, sizeof gh);
     }
     g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
