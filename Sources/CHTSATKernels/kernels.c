@@ -39,6 +39,17 @@ typedef struct {
     int accumulate;
 } hk_epilogue;
 
+/// Token-panel groups (nv panels of `depth` rows each) that a linear layer runs past each weight tile in turn.
+/// While a group fits L1 (24 KB) it stays there as the weight rows stream past it, one group at a time. Deeper
+/// groups are read from L2 in either order, so then as many as fit L2 (768 KB) go past each tile, and the
+/// weights, which exceed L3 in stage 3, are fetched once per block rather than once per group (stage 3 with
+/// AVX2, 4 groups of 1 panel: 20.6 -> 19.2 ms).
+static inline int hk_group_block(int nv, int depth) {
+    long bytes = (long)nv * depth * 16 * (long)sizeof(float);
+    if (bytes <= 24576) return 1;
+    return bytes >= 786432 ? 1 : (int)(786432 / bytes);
+}
+
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,
                         long op);
 
@@ -189,8 +200,11 @@ void hk_linear(hk_pool *pool, const hk_linear_args *args) {
     // Items of about 1.25 MFLOP (10-15 us): small enough that the threads finish within a few microseconds
     // of each other however their start or speed differs, large enough that taking one costs nothing.
     // An item is a run of weight-row tiles over one group of token panels, or several whole groups.
+    // Where linear_range runs blocks of groups row by row, an item spans a block so that each item reads its
+    // weight rows once.
     double tile_flops = 2.0 * im->mr * im->nv * 16 * args->depth, target = 1.25e6;
-    int tile_step = (int)(target / tile_flops), group_step = 1;
+    int group_step = min_int(hk_group_block(im->nv, args->depth), groups);
+    int tile_step = (int)(target / (tile_flops * group_step));
     if (tile_step < 1) tile_step = 1;
     if (tile_step >= tiles) {
         tile_step = tiles;

@@ -363,18 +363,22 @@ static inline void HK_FN(tile_out)(int mr, int nv, int depth, const float *const
 }
 
 /// Runs tile rows [t0, t1) x tile columns [g0, g1) of a linear layer, column-major so that a group of
-/// token panels stays in cache while the weight rows stream past it. (Blocking the weight rows for L2 measured
-/// no faster on AVX2 or AVX-512: streaming the rows from L3 is not what limits these tiles.)
+/// token panels stays in cache while the weight rows stream past it, or row-major within blocks of
+/// hk_group_block() groups. (Blocking the weight rows for L2 measured no faster on AVX2 or AVX-512.)
 static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0, int t1) {
     hk_epilogue e = {p->bias, p->scale, p->scale_rows, p->gelu, p->accumulate};
-    for (int g = g0; g < g1; g++) {
-        int c0 = g * HK_NV, nv = p->chunks - c0 < HK_NV ? p->chunks - c0 : HK_NV;
+    int block = hk_group_block(HK_NV, p->depth);
+    for (int b0 = g0; b0 < g1; b0 += block) {
+        int b1 = b0 + block < g1 ? b0 + block : g1;
         for (int t = t0; t < t1; t++) {
             int r0 = t * HK_MR, mr = p->rows - r0 < HK_MR ? p->rows - r0 : HK_MR;
             const float *ar[6];
             for (int r = 0; r < mr; r++) ar[r] = p->a + (long)(r0 + r) * p->a_stride;
-            HK_FN(tile_out)(mr, nv, p->depth, ar, p->x + c0 * p->x_panel, p->x_panel,
-                            p->y + c0 * p->y_panel + r0 * 16, p->y_panel, &e, r0);
+            for (int g = b0; g < b1; g++) {
+                int c0 = g * HK_NV, nv = p->chunks - c0 < HK_NV ? p->chunks - c0 : HK_NV;
+                HK_FN(tile_out)(mr, nv, p->depth, ar, p->x + c0 * p->x_panel, p->x_panel,
+                                p->y + c0 * p->y_panel + r0 * 16, p->y_panel, &e, r0);
+            }
         }
     }
 }
