@@ -40,13 +40,14 @@ typedef struct {
 } hk_epilogue;
 
 /// Token-panel groups (nv panels of `depth` rows each) that a linear layer runs past each weight tile in turn.
-/// While a group fits L1 (24 KB) it stays there as the weight rows stream past it, one group at a time. Deeper
-/// groups are read from L2 in either order, so then as many as fit L2 (768 KB) go past each tile, and the
-/// weights, which exceed L3 in stage 3, are fetched once per block rather than once per group (stage 3 with
-/// AVX2, 4 groups of 1 panel: 20.6 -> 19.2 ms).
+/// While a group is small (16 KB, a third of L1 with the weight rows and outputs) it stays in L1 as the weight
+/// rows stream past it, one group at a time. Larger groups are read from L2 either way, so then as many as fit
+/// L2 (768 KB) go past each weight tile, which stays in L1, and the weights (beyond L2 from stage 2 on, beyond
+/// L3 in stage 3) are fetched once per block rather than once per group. AVX2 (1-panel groups), 1 thread:
+/// stage 3 20.6 -> 19.2 ms, stage 2 58.6 -> 57.3 ms; 8 KB or 24 KB here measured slower, on AVX-512 too.
 static inline int hk_group_block(int nv, int depth) {
     long bytes = (long)nv * depth * 16 * (long)sizeof(float);
-    if (bytes <= 24576) return 1;
+    if (bytes <= 16384) return 1;
     return bytes >= 786432 ? 1 : (int)(786432 / bytes);
 }
 
