@@ -367,7 +367,7 @@ static inline void HK_FN(tile_out)(int mr, int nv, int depth, const float *const
 /// hk_group_block() groups. (Blocking the weight rows for L2 measured no faster on AVX2 or AVX-512.)
 static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0, int t1) {
     hk_epilogue e = {p->bias, p->scale, p->scale_rows, p->gelu, p->accumulate};
-    int block = hk_group_block(HK_NV, p->depth);
+    int block = hk_group_block(HK_NV, p->depth, p->rows);
     for (int b0 = g0; b0 < g1; b0 += block) {
         int b1 = b0 + block < g1 ? b0 + block : g1;
         for (int t = t0; t < t1; t++) {
