@@ -144,11 +144,20 @@ static inline __attribute__((always_inline)) v16 HK_FN(vgelu)(v16 x) {
         __m256i piece = _mm256_min_epi32(_mm256_cvttps_epi32(sh), _mm256_set1_epi32(15));
         __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(piece, 28)); // sign bit: piece >= 8
         __m256 t = _mm256_sub_ps(sh, _mm256_add_ps(_mm256_cvtepi32_ps(piece), _mm256_set1_ps(0.5f)));
-#define HK_COEF(k) _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece), \
-                                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
-        __m256 gh = HK_COEF(5);
-        for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
+#define HK_LOW(k) _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece)
+#define HK_COEF(k) _mm256_blendv_ps(HK_LOW(k), _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
+        // The permutes are what limits this loop (about 1 per cycle), so when no lane of the half reaches piece
+        // 8 (|x| < 2.83, nearly all activations) one permute per coefficient picks the same values.
+        __m256 gh;
+        if (_mm256_movemask_ps(high) == 0) {
+            gh = HK_LOW(5);
+            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_LOW(k));
+        } else {
+            gh = HK_COEF(5);
+            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
+        }
 #undef HK_COEF
+#undef HK_LOW
         __builtin_memcpy((float *)&g + 8 * h, &gh, sizeof gh);
     }
     g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
@@ -354,18 +363,22 @@ static inline void HK_FN(tile_out)(int mr, int nv, int depth, const float *const
 }
 
 /// Runs tile rows [t0, t1) x tile columns [g0, g1) of a linear layer, column-major so that a group of
-/// token panels stays in cache while the weight rows stream past it. (Blocking the weight rows for L2 measured
-/// no faster on AVX2 or AVX-512: streaming the rows from L3 is not what limits these tiles.)
+/// token panels stays in cache while the weight rows stream past it, or row-major within blocks of
+/// hk_group_block() groups. (Blocking the weight rows for L2 measured no faster on AVX2 or AVX-512.)
 static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0, int t1) {
     hk_epilogue e = {p->bias, p->scale, p->scale_rows, p->gelu, p->accumulate};
-    for (int g = g0; g < g1; g++) {
-        int c0 = g * HK_NV, nv = p->chunks - c0 < HK_NV ? p->chunks - c0 : HK_NV;
+    int block = hk_group_block(HK_NV, p->depth, p->rows);
+    for (int b0 = g0; b0 < g1; b0 += block) {
+        int b1 = b0 + block < g1 ? b0 + block : g1;
         for (int t = t0; t < t1; t++) {
             int r0 = t * HK_MR, mr = p->rows - r0 < HK_MR ? p->rows - r0 : HK_MR;
             const float *ar[6];
             for (int r = 0; r < mr; r++) ar[r] = p->a + (long)(r0 + r) * p->a_stride;
-            HK_FN(tile_out)(mr, nv, p->depth, ar, p->x + c0 * p->x_panel, p->x_panel,
-                            p->y + c0 * p->y_panel + r0 * 16, p->y_panel, &e, r0);
+            for (int g = b0; g < b1; g++) {
+                int c0 = g * HK_NV, nv = p->chunks - c0 < HK_NV ? p->chunks - c0 : HK_NV;
+                HK_FN(tile_out)(mr, nv, p->depth, ar, p->x + c0 * p->x_panel, p->x_panel,
+                                p->y + c0 * p->y_panel + r0 * 16, p->y_panel, &e, r0);
+            }
         }
     }
 }
