@@ -65,9 +65,18 @@ let package = Package(
         ]),
         .executableTarget(name: "htsatd", dependencies: ["Daemon"]),
 
+        // Fuzz targets (scripts/fuzz.sh), one per input kind. Built with -sanitize=fuzzer -DFUZZING, libFuzzer drives
+        // each; in the normal build each one's main runs its corpus (Fuzz/corpus) once, as a regression test.
+        .target(name: "FuzzSupport", dependencies: ["SystemSupport"], path: "Fuzz/Support"),
+        .target(name: "FuzzWeights", dependencies: ["HTSAT", "FrontEnd"], path: "Fuzz/Weights"),
+        .executableTarget(name: "FuzzCheckpoint", dependencies: ["FuzzSupport", "FuzzWeights", "HTSAT"], path: "Fuzz/FuzzCheckpoint"),
+        .executableTarget(name: "FuzzPickle", dependencies: ["FuzzSupport", "FuzzWeights", "HTSAT"], path: "Fuzz/FuzzPickle"),
+        .executableTarget(name: "FuzzAudioFile", dependencies: ["FuzzSupport", "AudioCapture", "SystemSupport"], path: "Fuzz/FuzzAudioFile"),
+        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzSupport", "Daemon"], path: "Fuzz/FuzzConfig"),
+
         // Fixture lookup and the event-line contract checker, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["Detection"], path: "Tests/TestSupport"),
-        .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "AudioCapture", "TestSupport"]),
+        .testTarget(name: "HTSATTests", dependencies: ["HTSAT", "FrontEnd", "AudioCapture", "TestSupport", "FuzzSupport"]),
         .testTarget(name: "AudioCaptureTests", dependencies: ["AudioCapture", "SystemSupport", "TestSupport"]),
         // The pure-logic tests, plus the event-line contract on the fixture streams through the real model.
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "Engine", "HTSAT", "AudioCapture", "TestSupport",

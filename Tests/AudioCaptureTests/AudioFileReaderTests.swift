@@ -222,4 +222,7 @@ final class AudioFileReaderTests: XCTestCase {
             }
         }
     }
+
+    /// The fuzz corpus (Fuzz/corpus/audio: seeds and past finds) decodes, or fails clearly, through the fuzz target.
+    func testFuzzCorpus() throws { try assertFuzzCorpusPasses("FuzzAudioFile") }
 }

@@ -472,4 +472,7 @@ final class ConfigTests: XCTestCase {
             XCTAssertEqual((error as? ConfigError)?.key, "defaults.merge_gap")
         }
     }
+
+    /// The fuzz corpus (Fuzz/corpus/config: seeds and past finds) runs through the fuzz target without a crash.
+    func testFuzzCorpus() throws { try assertFuzzCorpusPasses("FuzzConfig") }
 }

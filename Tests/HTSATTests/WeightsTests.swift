@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import HTSAT
 import TestSupport
 import XCTest
@@ -373,6 +374,13 @@ final class WeightsTests: XCTestCase {
         expectCase(try StateDict.load(contentsOf: longHeader), file: longHeader) { if case .truncated = $0 { return true }; return false }
     }
 
+    /// The fuzz corpora (Fuzz/corpus/checkpoint and pickle: seeds and past finds) run through the fuzz targets,
+    /// model build and one inference included, without a crash.
+    func testFuzzCorpus() throws {
+        try assertFuzzCorpusPasses("FuzzCheckpoint")
+        try assertFuzzCorpusPasses("FuzzPickle")
+    }
+
     // MARK: - helpers
 
     private func expect(_ expected: WeightsError, _ body: @autoclosure () throws -> StateDict, line: UInt = #line) {
@@ -398,52 +406,13 @@ final class WeightsTests: XCTestCase {
         return p.bytes
     }
 
-    private func le<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
-        values.flatMap { v in (0..<MemoryLayout<T>.size).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
-    }
+    private func le<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] { TorchZip.le(values) }
 
-    /// Writes a ZIP like torch does: entries stored, data 64-byte aligned through an extra field; optionally ZIP64.
+    /// Writes a ZIP like torch does (TorchZip) into the temporary directory.
     private func writeZip(_ name: String, _ entries: [(String, [UInt8])], method: UInt16 = 0, zip64: Bool = false) throws -> String {
-        var out: [UInt8] = [], central: [UInt8] = []
-        func u16(_ v: Int, _ b: inout [UInt8]) { b += le([UInt16(v)]) }
-        func u32(_ v: Int, _ b: inout [UInt8]) { b += le([UInt32(truncatingIfNeeded: v)]) }
-        for (entryName, data) in entries {
-            let nameBytes = Array(entryName.utf8), offset = out.count
-            let pad = (64 - (offset + 30 + nameBytes.count + 4) % 64) % 64
-            let crc = crc32(data)
-            out += [0x50, 0x4b, 0x03, 0x04]; u16(20, &out); u16(0, &out); u16(Int(method), &out); u32(0, &out)
-            u32(Int(crc), &out); u32(data.count, &out); u32(data.count, &out); u16(nameBytes.count, &out); u16(4 + pad, &out)
-            out += nameBytes; u16(0x4246, &out); u16(pad, &out); out += [UInt8](repeating: 0x5a, count: pad); out += data
-            let extra: [UInt8] = zip64 ? le([UInt16(1), UInt16(24)]) + le([UInt64(data.count), UInt64(data.count), UInt64(offset)]) : []
-            let sat = 0xFFFF_FFFF
-            central += [0x50, 0x4b, 0x01, 0x02]; u16(45, &central); u16(45, &central); u16(0, &central); u16(Int(method), &central)
-            u32(0, &central); u32(Int(crc), &central); u32(zip64 ? sat : data.count, &central); u32(zip64 ? sat : data.count, &central)
-            u16(nameBytes.count, &central); u16(extra.count, &central); u16(0, &central); u16(0, &central); u16(0, &central)
-            u32(0, &central); u32(zip64 ? sat : offset, &central); central += nameBytes + extra
-        }
-        let cdOffset = out.count
-        out += central
-        if zip64 {
-            let record = out.count
-            out += [0x50, 0x4b, 0x06, 0x06] + le([UInt64(44)]) + le([UInt16(45), UInt16(45)]) + le([UInt32(0), UInt32(0)])
-            out += le([UInt64(entries.count), UInt64(entries.count), UInt64(central.count), UInt64(cdOffset)])
-            out += [0x50, 0x4b, 0x06, 0x07] + le([UInt32(0)]) + le([UInt64(record)]) + le([UInt32(1)])
-        }
-        out += [0x50, 0x4b, 0x05, 0x06]; u16(0, &out); u16(0, &out)
-        u16(zip64 ? 0xFFFF : entries.count, &out); u16(zip64 ? 0xFFFF : entries.count, &out)
-        u32(zip64 ? 0xFFFF_FFFF : central.count, &out); u32(zip64 ? 0xFFFF_FFFF : cdOffset, &out); u16(0, &out)
         let path = tmp.appendingPathComponent(name).path
-        try Data(out).write(to: URL(fileURLWithPath: path))
+        try Data(TorchZip.archive(entries, method: method, zip64: zip64)).write(to: URL(fileURLWithPath: path))
         return path
-    }
-
-    private func crc32(_ data: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for b in data {
-            c ^= UInt32(b)
-            for _ in 0..<8 { c = c & 1 == 1 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
-        }
-        return ~c
     }
 }
 

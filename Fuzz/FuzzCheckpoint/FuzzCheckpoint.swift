@@ -1,0 +1,22 @@
+import FuzzSupport
+import FuzzWeights
+import HTSAT
+
+/// A whole weights file (format detection, ZIP, pickle, safetensors), then what the daemon does with it: every
+/// tensor read, the profile and architecture inferred, the model built.
+enum FuzzCheckpoint: FuzzTarget {
+    static let corpus = "checkpoint"
+    static let file = ScratchFile()
+
+    static func test(_ bytes: UnsafeRawBufferPointer) {
+        file.write(bytes)
+        expectClearErrors(isCheckpointError) { try exercise(StateDict.load(contentsOf: file.path)) }
+    }
+}
+
+#if !FUZZING
+@main extension FuzzCheckpoint {}
+#endif
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 { FuzzCheckpoint.run(data, size) }
