@@ -212,11 +212,18 @@ public final class AudioFileReader {
             let frames = Int(interleaved.withUnsafeMutableBufferPointer {
                 sf_readf_float(file, $0.baseAddress, sf_count_t(chunkFrames))
             })
-            if frames > 0 {
+            // A decoder that ignores short reads (libsndfile's GSM 6.10, when the header declares more data than a
+            // pipe brings) would deliver made-up audio for ever once the input has ended.
+            let endless = pipe?.endless ?? false
+            if frames > 0 && !endless {
                 decodedFrames += frames
                 downmix(frames: frames)
                 try deliver(frames: frames)
                 return
+            }
+            if endless && !(pipe?.cancelled ?? false) {
+                throw AudioFileError(path: path, kind: .invalidContents,
+                                     detail: "the decoder reads on past the end of the input: the header declares more audio than the stream holds")
             }
             if sf_error(file) != 0 {
                 throw AudioFileError(path: path, kind: .readFailed, detail: String(cString: sf_strerror(file)))
@@ -334,6 +341,12 @@ private final class PipeSource {
     private var consumed = 0  // bytes taken from the descriptor
     private var position = 0  // libsndfile's logical offset
     private(set) var readError: String?
+    /// Set once a read returned early because of `cancel()`.
+    private(set) var cancelled = false
+    /// Reads that came up short: at the end of the stream (or cancelled) a decoder sees a few; one that keeps
+    /// reading there is decoding nothing.
+    private var shortReads = 0
+    var endless: Bool { shortReads > 64 }
 
     /// Woken by `cancel()`, so a read blocked on the source returns.
     private let cancelPipe = try? WakePipe()
@@ -376,7 +389,10 @@ private final class PipeSource {
             // Wait for data or a cancel, so shutdown never hangs on a silent pipe.
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: cancelPipe?.readFD ?? -1, events: Int16(POLLIN), revents: 0)]
             _ = posixCall { poll(&fds, 2, -1) }  // a negative fd is ignored by poll
-            if fds[1].revents != 0 { break }
+            if fds[1].revents != 0 {
+                cancelled = true
+                break
+            }
             let n = retryingEINTR { negativeErrno(Glibc.read(fd, dst + done, count - done)) }
             if n < 0 {
                 readError = "read failed: \(Errno(Int32(-n)))"
@@ -413,6 +429,7 @@ private final class PipeSource {
                 break  // the bytes at `position` were discarded; report a short read
             }
         }
+        if done < want { shortReads += 1 }
         return sf_count_t(done)
     }
 
