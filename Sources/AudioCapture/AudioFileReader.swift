@@ -194,7 +194,10 @@ public final class AudioFileReader {
         let reader = try AudioFileReader(path: path, targetRate: targetRate)
         var all: [Float] = []
         if let frames = reader.sourceFrames {
-            all.reserveCapacity(Int(Double(frames) * Double(targetRate) / Double(reader.sourceRate)) + 16)
+            // The header's length is only a claim (a FLAC one can say 2^36 frames in a 100-byte file), so at most
+            // 2^24 samples (64 MB) are reserved up front; a longer file grows the array as it is decoded.
+            let expected = Double(frames) * Double(targetRate) / Double(reader.sourceRate)
+            all.reserveCapacity(Int(min(expected, Double(1 << 24))) + 16)
         }
         while let chunk = try reader.nextChunk() {
             all.append(contentsOf: chunk)

@@ -134,6 +134,19 @@ final class AudioFileReaderTests: XCTestCase {
         }
     }
 
+    func testHeaderLengthIsNotTrustedForMemory() throws {
+        // A FLAC STREAMINFO claiming 2^36 - 1 samples made readAll reserve 1 TB up front (a fuzz find).
+        let url = dir.appendingPathComponent("claims.flac")
+        let tone = Signals.sine(frequency: 1000, amplitude: 0.5, rate: 32000, count: 16000)
+        try Signals.writeFile(url, samples: tone, rate: 32000, channels: 1, format: Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16))
+        var data = try Data(contentsOf: url)
+        data[21] |= 0x0f  // the total-samples field: the low 4 bits of byte 21, then bytes 22-25
+        data.replaceSubrange(22..<26, with: [0xff, 0xff, 0xff, 0xff])
+        try data.write(to: url)
+        XCTAssertEqual(try AudioFileReader(path: url.path, targetRate: 32000).sourceFrames, (1 << 36) - 1)
+        XCTAssertEqual(try AudioFileReader.readAll(path: url.path, targetRate: 32000).count, tone.count)
+    }
+
     func testPipedBlockCodecsStopAtTheEndOfTheInput() throws {
         // libsndfile's GSM 6.10 and MS ADPCM decoders go on after a short read: with a header that declares more data
         // than the pipe brings (a fuzz find), they delivered silence for ever.
