@@ -175,6 +175,18 @@ final class WeightsTests: XCTestCase {
         }
     }
 
+    func testBroadcastViewIsRefusedBeforeConverting() throws {
+        // Stride 0 over 4 floats, claiming 2^60 elements: converting it allocated them all (a fuzz find).
+        var p = PickleWriter()
+        p.op(0x80, 2); p.orderedDict(); p.op(0x28)
+        p.str("w"); p.tensor(storage: "0", type: "FloatStorage", numel: 4, offset: 0, size: [1 << 30, 1 << 30], stride: [0, 0])
+        p.op(0x75); p.op(0x2e)
+        let path = try writeZip("broadcast.pt", [("a/data.pkl", p.bytes), ("a/data/0", le([Float](repeating: 1, count: 4).map(\.bitPattern)))])
+        expectCase(try StateDict.load(contentsOf: path), file: path) {
+            if case .corrupt(_, let d) = $0 { return d.contains("'w' has 1152921504606846976 elements but its storage holds 4") }; return false
+        }
+    }
+
     func testMutatedInputsNeverCrash() throws {
         // Random byte flips and cuts of a valid archive: every outcome is a load or a WeightsError.
         var p = PickleWriter()

@@ -53,6 +53,12 @@ struct RawTensor {
             throw WeightsError.corrupt(file: file, detail: "tensor '\(key)' has a negative storage offset or stride")
         }
         guard n > 0, let dtype else { return }
+        let available = storage.count / dtype.size
+        // A broadcast view (stride 0) could claim 2^60 elements of a 4-byte storage, and converting it would
+        // allocate them all; no state_dict tensor has more elements than its storage.
+        guard n <= available else {
+            throw WeightsError.corrupt(file: file, detail: "tensor '\(key)' has \(n) elements but its storage holds \(available) \(dtype.rawValue) elements")
+        }
         var last = offset
         for (d, s) in zip(shape, strides) {
             let (m, o1) = (d - 1).multipliedReportingOverflow(by: s)
@@ -60,7 +66,6 @@ struct RawTensor {
             guard !o1, !o2 else { throw WeightsError.corrupt(file: file, detail: "tensor '\(key)' addresses elements beyond any storage") }
             last = sum
         }
-        let available = storage.count / dtype.size
         guard last < available else {
             throw WeightsError.corrupt(file: file, detail: "tensor '\(key)' needs element \(last) but its storage holds \(available) \(dtype.rawValue) elements")
         }
