@@ -204,6 +204,24 @@ final class ParityTests: XCTestCase {
 
     // MARK: - precise errors
 
+    func testAbsurdShapesAreRefusedBeforeAnythingIsAllocated() throws {
+        // Fuzz finds: shapes alone (of tensors never read, so no data backs them) set spec_size and the window.
+        func refused(_ key: String, _ shape: [Int], _ text: String, line: UInt = #line) {
+            var t = ParityTests.officialLayout(embed: 16, depths: [2, 2, 2], heads: [1, 2, 4], classes: 3)
+            t[key] = (shape: shape, values: [])
+            XCTAssertThrowsError(try HTSATModel(stateDict: StateDict(tensors: t, source: "absurd.ckpt")), line: line) { error in
+                guard case .unsupportedArchitecture(let detail, "absurd.ckpt")? = error as? ModelError else { return XCTFail("\(error)", line: line) }
+                XCTAssertTrue(detail.contains(text), detail, line: line)
+            }
+        }
+        // A 4096-window mask: spec_size 2048, a 512² token grid (it took 8 GB before failing).
+        refused("layers.0.blocks.1.attn_mask", [4096, 64, 64], "spec_size 2048 with patch 4 (a 512² token grid)")
+        refused("layers.0.blocks.1.attn_mask", [1 << 24, 64, 64], "at most 65536 windows")
+        // (2w - 1)² near Int.max overflowed squaring its root.
+        refused("layers.0.blocks.0.attn.relative_position_bias_table", [Int.max, 1], "a window of at most 16")
+        refused("patch_embed.proj.weight", [16, 1, 2048, 2048], "a patch of at most 1024")
+    }
+
     func testWrongShapeNamesKeyShapesAndFile() throws {
         var t = ParityTests.officialLayout(embed: 16, depths: [2, 2, 2], heads: [1, 2, 4], classes: 3)
         t["layers.1.blocks.1.mlp.fc2.weight"] = (shape: [32, 129], values: [Float](repeating: 0.01, count: 32 * 129))

@@ -137,6 +137,11 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 }
 
 extension HTSATConfig {
+    /// Ceilings far above the official models (spec_size 256, patch 4 so a 64 x 64 token grid, window 8). Shapes come
+    /// from the file, and a few bytes can describe an architecture whose buffers would exhaust memory (or whose sizes
+    /// overflow), so such a checkpoint is refused up front.
+    static let maxSpecSize = 1024, maxGridSize = 256, maxWindow = 16
+
     /// Infers the architecture from tensor shapes, and checks that it is one the official code can build.
     public static func infer(from sd: StateDict, signal: SignalConfig = .audioSet) throws -> HTSATConfig {
         func fail(_ detail: String) -> ModelError { .unsupportedArchitecture(detail: detail, file: sd.source) }
@@ -147,8 +152,8 @@ extension HTSATConfig {
         }
 
         let proj = try shape("patch_embed.proj.weight", rank: 4)
-        guard proj[0] >= 1, proj[1] == 1, proj[2] >= 1, proj[2] == proj[3] else {
-            throw fail("'patch_embed.proj.weight' has shape \(proj), expected [embed_dim, 1, patch, patch]")
+        guard proj[0] >= 1, proj[1] == 1, proj[2] >= 1, proj[2] == proj[3], proj[2] <= maxSpecSize else {
+            throw fail("'patch_embed.proj.weight' has shape \(proj), expected [embed_dim, 1, patch, patch] with a patch of at most \(maxSpecSize)")
         }
         let embedDim = proj[0], patch = proj[2]
 
@@ -165,8 +170,8 @@ extension HTSATConfig {
             let key = "layers.\(i).blocks.0.attn.relative_position_bias_table"
             let t = try shape(key, rank: 2)
             let side = Int(Double(t[0]).squareRoot().rounded())
-            guard side * side == t[0], side % 2 == 1, t[1] >= 1 else {
-                throw fail("'\(key)' has shape \(t), expected [(2*window-1)^2, heads]")
+            guard t[0] <= (2 * maxWindow - 1) * (2 * maxWindow - 1), side * side == t[0], side % 2 == 1, t[1] >= 1 else {
+                throw fail("'\(key)' has shape \(t), expected [(2*window-1)^2, heads] with a window of at most \(maxWindow)")
             }
             heads.append(t[1])
             windows.append((side + 1) / 2)
@@ -177,6 +182,7 @@ extension HTSATConfig {
         guard melW[1] == melBins, melW[0] >= 2 else {
             throw WeightsError.shapeMismatch(key: "logmel_extractor.melW", expected: [melW[0], melBins], found: melW, file: sd.source)
         }
+        _ = try sd.floats("logmel_extractor.melW", shape: melW)  // its data bounds its shape, so n_fft cannot overflow
         var nFFT = 2 * (melW[0] - 1)
         if let conv = sd.shape(of: "spectrogram_extractor.stft.conv_real.weight") {
             guard conv.count == 3, conv[1] == 1, conv[0] == conv[2] / 2 + 1 else {
@@ -192,8 +198,9 @@ extension HTSATConfig {
             for j in 0..<depths[i] {
                 guard let m = sd.shape(of: "layers.\(i).blocks.\(j).attn_mask") else { continue }
                 let perSide = Int(Double(m.first ?? 0).squareRoot().rounded())
-                guard m.count == 3, perSide * perSide == m[0], m[1] == windows[i] * windows[i], m[2] == m[1] else {
-                    throw fail("'layers.\(i).blocks.\(j).attn_mask' has shape \(m), expected [windows, \(windows[i] * windows[i]), \(windows[i] * windows[i])]")
+                guard m.count == 3, m[0] <= maxGridSize * maxGridSize, perSide * perSide == m[0],
+                      m[1] == windows[i] * windows[i], m[2] == m[1] else {
+                    throw fail("'layers.\(i).blocks.\(j).attn_mask' has shape \(m), expected [windows, \(windows[i] * windows[i]), \(windows[i] * windows[i])] with a square number of at most \(maxGridSize * maxGridSize) windows")
                 }
                 specSize = perSide * windows[i] * patch << i
                 break search
@@ -210,6 +217,10 @@ extension HTSATConfig {
     /// Checks the divisibility rules the official reshapes rely on, and the signal parameters.
     func check(file: String) throws {
         func fail(_ detail: String) -> ModelError { .unsupportedArchitecture(detail: detail, file: file) }
+        guard patchSize >= 1 else { throw fail("patch size \(patchSize) is not positive") }
+        guard specSize <= Self.maxSpecSize, gridSize <= Self.maxGridSize, windowSize <= Self.maxWindow else {
+            throw fail("spec_size \(specSize) with patch \(patchSize) (a \(gridSize)² token grid) and window \(windowSize) exceeds what this loader accepts (spec_size \(Self.maxSpecSize), a \(Self.maxGridSize)² grid, window \(Self.maxWindow); the official models have 256, 64² and 8)")
+        }
         guard melBins >= 1, melBins <= specSize else { throw fail("\(melBins) mel bins do not fit spec_size \(specSize)") }
         guard specSize % freqRatio == 0 else { throw fail("spec_size \(specSize) is not a multiple of freq_ratio \(freqRatio)") }
         guard specSize % patchSize == 0 else { throw fail("spec_size \(specSize) is not a multiple of the patch size \(patchSize)") }

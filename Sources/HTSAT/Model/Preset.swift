@@ -120,10 +120,11 @@ public struct ModelProfile: Sendable, Equatable, CustomStringConvertible {
         guard melShape.count == 2, melShape[0] >= 2, melShape[1] >= 1 else {
             throw ModelError.unsupportedArchitecture(detail: "'\(key)' has shape \(melShape), expected [n_fft/2+1, mel_bins]", file: sd.source)
         }
+        // Read first: the data bounds the shape (a shape alone can be anything, and 2 * (bins - 1) overflow).
+        let melW = try sd.floats(key, shape: melShape)
         var nFFT = 2 * (melShape[0] - 1)
         if let kernels = sd.shape(of: "spectrogram_extractor.stft.conv_real.weight"), kernels.count == 3 { nFFT = kernels[2] }
-        let rate = try filterbankRate(sd.floats(key, shape: melShape), bins: melShape[0], mels: melShape[1],
-                                      nFFT: nFFT, file: sd.source)
+        let rate = try filterbankRate(melW, bins: melShape[0], mels: melShape[1], nFFT: nFFT, file: sd.source)
 
         let byClasses = ModelPreset(classes: classes)
         let inferred = byClasses.flatMap { $0.signal.sampleRate == rate ? $0 : nil }
