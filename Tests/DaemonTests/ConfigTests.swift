@@ -266,6 +266,14 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try parse(json).device, "a\"b\\c/dé😀\n")
     }
 
+    func testEveryJSONNumberFormIsRead() throws {
+        // JSONDecoder rejects 0e1 ... 0e9 (valid JSON); that gave an error without line or key (a fuzz find).
+        for text in ["0e3", "0E9", "-0e3", "0e+3", "0.0e3", "0e12"] {
+            XCTAssertEqual(try parse("{\"stats_interval\": \(text)}").statsInterval, 0, text)
+        }
+        XCTAssertEqual(try parse("{\"stats_interval\": 5e1}").statsInterval, 50)
+    }
+
     func testBadBytesNeverCrashOrHang() throws {
         // Deep nesting is refused, not a stack overflow.
         assertMentions(parseError(String(repeating: "[", count: 100_000)), ["nested more than"])
