@@ -125,8 +125,10 @@ public final class AudioFileReader {
         sourceFrames = info.frames >= 0 && info.frames < Int64.max / 4 ? info.frames : nil
         self.targetRate = targetRate
         formatDescription = Self.describe(handle: handle, format: info.format)
-        // Bound the decode buffer (frames x channels) for files with very many channels.
-        self.chunkFrames = max(1, min(chunkFrames, max(256, (1 << 22) / channels)))
+        // Bound the decode buffer (frames x channels) for files with very many channels, and the resampled one
+        // (frames x rate ratio) for very low rates: 47 MB for a 100-Hz file otherwise.
+        let upsampling = max(1, targetRate / sourceRate)
+        self.chunkFrames = max(1, min(chunkFrames, max(256, (1 << 22) / channels), max(256, (1 << 20) / upsampling)))
         interleaved = [Float](repeating: 0, count: self.chunkFrames * channels)
         mono = [Float](repeating: 0, count: self.chunkFrames)
         if sourceRate == targetRate {
