@@ -21,13 +21,18 @@ product() { case $1 in checkpoint) echo FuzzCheckpoint ;; pickle) echo FuzzPickl
 
 # --sanitize tells SwiftPM that libFuzzer brings main (and instruments the C targets); the Swift compiler keeps only
 # the last of several -sanitize flags, hence the combined one. FUZZING drops each target's own main.
+mkdir -p .build-fuzz/logs
 for t in "${targets[@]}"; do
-  swift build -c release --scratch-path .build-fuzz --product "$(product "$t")" --sanitize=fuzzer --sanitize=address \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING 2>&1 | grep -v "Cannot export local symbol" || exit 1
+  if ! swift build -c release --scratch-path .build-fuzz --product "$(product "$t")" --sanitize=fuzzer --sanitize=address \
+      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >.build-fuzz/logs/build.log 2>&1; then
+    grep -E "error:" .build-fuzz/logs/build.log >&2 || tail -20 .build-fuzz/logs/build.log >&2
+    exit 1
+  fi
 done
 ((runs > 0)) || exit 0
 
 export LSAN_OPTIONS=suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}
+export SWIFT_BACKTRACE=enable=no  # libFuzzer prints the stack; Swift's backtracer only trips over ASan's memory
 failed=0
 for t in "${targets[@]}"; do
   work=.build-fuzz/corpus/$t artifacts=.build-fuzz/artifacts/$t log=.build-fuzz/logs/$t.log

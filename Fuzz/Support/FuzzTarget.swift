@@ -23,6 +23,7 @@ extension FuzzTarget {
     public static func main() {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         var arguments = CommandLine.arguments.dropFirst()
+        setvbuf(stdout, nil, _IOLBF, 0)  // so that -v has named the input a crash happens on
         if arguments.first == "-v" {
             arguments.removeFirst()
             outcome = { print("  \($0)") }

@@ -9,6 +9,6 @@ public func assertFuzzCorpusPasses(_ product: String, file: StaticString = #file
         throw XCTSkip("\(product) not found at \(binary): build it first (swift build --build-tests)")
     }
     let (status, output) = try runTool(binary, [])
-    XCTAssertEqual(status, 0, output, file: file, line: line)
+    XCTAssertEqual(status, 0, "\(output)\n(run \(binary) -v to see which input fails)", file: file, line: line)
     XCTAssertTrue(output.contains("no crash"), output, file: file, line: line)
 }
