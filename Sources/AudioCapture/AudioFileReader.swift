@@ -284,13 +284,16 @@ public final class AudioFileReader {
         do {
             var offset = 0
             var produced = 0
-            while offset < frames {  // one pass in practice (output sized by maxOutputCount)
+            // At most 2^16 output samples' worth of input per call: soxr grows its internal FIFOs (by realloc) to
+            // what one call produces, megabytes per chunk when upsampling a 100-Hz file.
+            let step = max(1, (1 << 16) * resampler.inputRate / resampler.outputRate)
+            while offset < frames {  // one pass in practice unless upsampling a lot (output sized by maxOutputCount)
                 if produced == resampled.count {
                     resampled += [Float](repeating: 0, count: resampled.count)
                 }
                 let result = try mono.withUnsafeBufferPointer { input in
                     try resampled.withUnsafeMutableBufferPointer { output in
-                        try resampler.process(input: UnsafeBufferPointer(rebasing: input[offset..<frames]),
+                        try resampler.process(input: UnsafeBufferPointer(rebasing: input[offset..<min(frames, offset + step)]),
                                               output: UnsafeMutableBufferPointer(rebasing: output[produced...]))
                     }
                 }
