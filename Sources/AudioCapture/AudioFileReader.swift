@@ -385,10 +385,14 @@ private final class PipeSource {
             },
             write: nil,
             tell: { user in
-                sf_count_t(Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().position)
+                Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().tell()
             })
         return sf_open_virtual(&io, Int32(SFM_READ), &info, Unmanaged.passUnretained(self).toOpaque())
     }
+
+    /// libsndfile's offset, except once `endless`: then the end of a file of unknown length. Its header parsers
+    /// stop there, where a chunk cut short by the end of the stream loops them for ever (a 19-byte WAV did).
+    private func tell() -> sf_count_t { endless ? sf_count_t.max : sf_count_t(position) }
 
     /// Reads from the descriptor until `count` bytes or end of stream.
     private func readRaw(_ dst: UnsafeMutableRawPointer, _ count: Int) -> Int {

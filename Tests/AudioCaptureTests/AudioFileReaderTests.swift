@@ -164,6 +164,22 @@ final class AudioFileReaderTests: XCTestCase {
         }
     }
 
+    func testChunkCutShortOnAPipeFailsInsteadOfHanging() throws {
+        // 19 bytes ending inside a LIST chunk: on a pipe, where the length is unknown, libsndfile's header parser
+        // looped for ever (a fuzz find). As from a file, it is now "no 'data' chunk".
+        let data = Data("RIFFv\0\0\0WAVELIST\u{14}\0\0".utf8)
+        XCTAssertEqual(data.count, 19)
+        let done = DispatchSemaphore(value: 0)
+        var outcome: Error?
+        DispatchQueue.global().async {
+            do { _ = try self.readThroughPipe(data, name: "cut.wav") } catch { outcome = error }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + 20) == .success else { return XCTFail("opening the stream still hangs") }
+        XCTAssertEqual((outcome as? AudioFileError)?.kind, .invalidContents, "\(String(describing: outcome))")
+        XCTAssertTrue("\(String(describing: outcome))".contains("No 'data' chunk"), "\(String(describing: outcome))")
+    }
+
     func testDashReadsStandardInputFromAPipeOrARedirectedFile() throws {
         let url = dir.appendingPathComponent("stdin.flac")
         try Signals.writeFile(url, samples: stereoTone(rate: 48000, seconds: 1), rate: 48000, channels: 2,
