@@ -4,6 +4,9 @@ readers take. Needs only Python 3 and libsndfile (the audio seeds are written th
 needed: its pickle layout is reproduced with stand-in classes. Found crashes are kept beside the seeds as crash-*.
 
     Fuzz/make-corpus.py [FIXTURES=../shared/fixtures]   # the fixtures give one real torch pickle; optional
+
+A rerun rewrites three seeds with other bytes (OGG stream serial numbers, the float WAV's PEAK time stamp); the
+committed ones are as good.
 """
 import collections, ctypes, ctypes.util, io, json, math, os, pickle, shutil, struct, sys, types, zipfile
 
