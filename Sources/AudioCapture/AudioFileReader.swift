@@ -354,7 +354,11 @@ private final class PipeSource {
     /// Reads that came up short: at the end of the stream (or cancelled) a decoder sees a few; one that keeps
     /// reading there is decoding nothing.
     private var shortReads = 0
-    var endless: Bool { shortReads > 64 }
+    /// `tell` calls since the last read or seek: a header parser spinning on a chunk it holds in its cache asks for
+    /// the position and nothing else (and grows its chunk list each time: 2 GB in seconds).
+    private var idleTells = 0
+    /// libsndfile loops on the stream instead of reading it: both counts far beyond what parsing or decoding needs.
+    var endless: Bool { shortReads > 64 || idleTells > 100_000 }
 
     /// Woken by `cancel()`, so a read blocked on the source returns.
     private let cancelPipe = try? WakePipe()
@@ -391,8 +395,12 @@ private final class PipeSource {
     }
 
     /// libsndfile's offset, except once `endless`: then the end of a file of unknown length. Its header parsers
-    /// stop there, where a chunk cut short by the end of the stream loops them for ever (a 19-byte WAV did).
-    private func tell() -> sf_count_t { endless ? sf_count_t.max : sf_count_t(position) }
+    /// stop there, where on a file they would stop at its known length: a chunk cut short by the end of the stream
+    /// (a 19-byte WAV) or one of 4 GB (72 bytes) loops them for ever.
+    private func tell() -> sf_count_t {
+        idleTells += 1
+        return endless ? sf_count_t.max : sf_count_t(position)
+    }
 
     /// Reads from the descriptor until `count` bytes or end of stream.
     private func readRaw(_ dst: UnsafeMutableRawPointer, _ count: Int) -> Int {
@@ -417,6 +425,7 @@ private final class PipeSource {
     }
 
     private func read(_ dst: UnsafeMutableRawPointer, _ count: sf_count_t) -> sf_count_t {
+        idleTells = 0
         var done = 0
         let want = Int(count)
         while done < want {
@@ -446,6 +455,7 @@ private final class PipeSource {
     }
 
     private func seek(_ offset: sf_count_t, _ whence: Int32) -> sf_count_t {
+        idleTells = 0
         let target: Int
         switch whence {
         case SEEK_SET: target = Int(offset)
