@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   libasound2-dev libasound2-plugins alsa-utils   # ALSA capture (alsa-lib, its plugins, aplay/arecord)
   gcc libc6-dev                                   # the fault-injection tests compile an ALSA plugin (Tests/ALSAFaultPlugin)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user  # the arm64 (NEON) kernels, cross-built, run under qemu (scripts/test-kernels.sh)
   libopenblas-dev                                 # only for the gemmfloor comparison in README (Performance)
   libfftw3-dev                                    # STFT (fftw3f)
   libsndfile1-dev libsoxr-dev                     # audio file decoding and clip encoding, resampling

@@ -12,6 +12,12 @@
 #else
 #define HK_X86 0
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define HK_ARM 1
+#else
+#define HK_ARM 0
+#endif
 
 // One SIMD register of a panel: 16 floats (one zmm, two ymm, four xmm or NEON q registers).
 typedef float v16 __attribute__((vector_size(64)));
@@ -71,8 +77,8 @@ typedef struct {
     int mr, nv;
 } hk_impl;
 
-#if HK_X86
-/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 and AVX2 GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
+#if HK_X86 || HK_ARM
+/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512, AVX2 and NEON GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
 /// t = x * 16 / (4 sqrt(2)) - i - 1/2 (least-squares minimax fits, approximation error below 3e-9).
 static const float hk_gelu_pieces[6][16] = {
     {7.015810107e-02f, 2.020584518e-01f, 3.116204386e-01f, 3.920375299e-01f, 4.441941168e-01f, 4.740850377e-01f, 4.892218675e-01f, 4.959950291e-01f, 4.986729852e-01f, 4.996085307e-01f, 4.998973120e-01f, 4.999760725e-01f, 4.999950516e-01f, 4.999990924e-01f, 4.999998524e-01f, 4.999999787e-01f},
@@ -84,7 +90,10 @@ static const float hk_gelu_pieces[6][16] = {
 };
 #endif
 
-// Portable baseline (SSE2 on x86-64, NEON on arm64).
+// HK_NEON is 1 only in the arm64 instantiation at the end.
+#define HK_NEON 0
+
+// Portable baseline (SSE2 on x86-64, NEON without intrinsics on arm64).
 #define HK_FN(name) hk_generic_##name
 #define HK_MR 2
 #define HK_NV 1
@@ -135,6 +144,25 @@ static const float hk_gelu_pieces[6][16] = {
 #pragma clang attribute pop
 #endif
 
+#if HK_ARM
+// NEON (every arm64 CPU has it): 6 weight rows x 1 token panel, 24 q-register accumulators, 4 for the panel's
+// row and 2 for the weights, of the 32 (the portable 2 x 1 tile leaves most idle); the -S output's loop is 24 fmla
+// by element and 6 scalar loads, no spills.
+#undef HK_NEON
+#define HK_NEON 1
+#define HK_FN(name) hk_neon_##name
+#define HK_MR 6
+#define HK_NV 1
+#define HK_AVX512 0
+#define HK_AVX2 0
+#include "kernels_impl.h"
+#undef HK_FN
+#undef HK_MR
+#undef HK_NV
+#undef HK_AVX512
+#undef HK_AVX2
+#endif
+
 static const hk_impl *chosen_impl(void) {
 #if HK_X86
     // HTSAT_KERNELS=generic|avx2 forces a lesser instruction set (for comparisons and tests).
@@ -146,6 +174,10 @@ static const hk_impl *chosen_impl(void) {
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
         return &hk_avx512_impl;
     if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &hk_avx2_impl;
+#elif HK_ARM
+    // HTSAT_KERNELS=generic forces the portable kernels.
+    const char *force = getenv("HTSAT_KERNELS");
+    if (!force || strcmp(force, "generic") != 0) return &hk_neon_impl;
 #endif
     return &hk_generic_impl;
 }
@@ -162,6 +194,8 @@ const char *hk_isa(void) {
 #if HK_X86
     if (p == &hk_avx512_impl) return "avx512";
     if (p == &hk_avx2_impl) return "avx2";
+#elif HK_ARM
+    if (p == &hk_neon_impl) return "neon";
 #endif
     (void)p;
     return "generic";

@@ -6,8 +6,8 @@
 // is one SIMD register wide, so every per-token operation is a vector operation, and a weight matrix stored
 // as PyTorch keeps it (out x in, row-major) is used in place, without a packed copy.
 //
-// The kernels are compiled for AVX-512, AVX2 and a portable baseline; the best the CPU supports is chosen
-// at run time (hk_isa() names it).
+// The kernels are compiled for AVX-512, AVX2 and a portable baseline on x86-64, for NEON and the baseline on
+// arm64; the best the CPU supports is chosen at run time (hk_isa() names it).
 #ifndef HTS_KERNELS_H
 #define HTS_KERNELS_H
 
@@ -30,7 +30,7 @@ void hk_pool_destroy(hk_pool *pool);
 /// Threads that take part in each operation (workers + caller).
 int hk_pool_threads(const hk_pool *pool);
 
-/// The instruction set the kernels run with: "avx512", "avx2" or "generic".
+/// The instruction set the kernels run with: "avx512", "avx2", "neon" or "generic".
 const char *hk_isa(void);
 
 /// y = epilogue(a * x + bias): a linear layer over `chunks` token panels.
