@@ -126,9 +126,12 @@ public final class AudioFileReader {
         self.targetRate = targetRate
         formatDescription = Self.describe(handle: handle, format: info.format)
         // Bound the decode buffer (frames x channels) for files with very many channels, and the resampled one
-        // (frames x rate ratio) for very low rates: 47 MB for a 100-Hz file otherwise.
+        // (frames x rate ratio) for very low rates: 47 MB for a 100-Hz file otherwise. A short file gets buffers
+        // of its length (a longer one than its header claims just takes more reads).
         let upsampling = max(1, targetRate / sourceRate)
-        self.chunkFrames = max(1, min(chunkFrames, max(256, (1 << 22) / channels), max(256, (1 << 20) / upsampling)))
+        let claimed = sourceFrames.map { Int(min($0, Int64(chunkFrames))) } ?? chunkFrames
+        self.chunkFrames = max(1, min(chunkFrames, max(256, claimed), max(256, (1 << 22) / channels),
+                                      max(256, (1 << 20) / upsampling)))
         interleaved = [Float](repeating: 0, count: self.chunkFrames * channels)
         mono = [Float](repeating: 0, count: self.chunkFrames)
         if sourceRate == targetRate {

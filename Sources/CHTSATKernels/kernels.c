@@ -90,21 +90,18 @@ static const float hk_gelu_pieces[6][16] = {
 };
 #endif
 
-// HK_NEON is 1 only in the arm64 instantiation at the end.
-#define HK_NEON 0
+// The instruction sets kernels_impl.h is compiled for (HK_ISA).
+#define HK_ISA_GENERIC 0
+#define HK_ISA_AVX2 1
+#define HK_ISA_AVX512 2
+#define HK_ISA_NEON 3
 
 // Portable baseline (SSE2 on x86-64, NEON without intrinsics on arm64).
 #define HK_FN(name) hk_generic_##name
 #define HK_MR 2
 #define HK_NV 1
-#define HK_AVX512 0
-#define HK_AVX2 0
+#define HK_ISA HK_ISA_GENERIC
 #include "kernels_impl.h"
-#undef HK_FN
-#undef HK_MR
-#undef HK_NV
-#undef HK_AVX512
-#undef HK_AVX2
 
 #if HK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
@@ -113,14 +110,8 @@ static const float hk_gelu_pieces[6][16] = {
 #define HK_FN(name) hk_avx2_##name
 #define HK_MR 6
 #define HK_NV 1
-#define HK_AVX512 0
-#define HK_AVX2 1
+#define HK_ISA HK_ISA_AVX2
 #include "kernels_impl.h"
-#undef HK_FN
-#undef HK_MR
-#undef HK_NV
-#undef HK_AVX512
-#undef HK_AVX2
 #pragma clang attribute pop
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c"))), \
@@ -128,14 +119,8 @@ static const float hk_gelu_pieces[6][16] = {
 #define HK_FN(name) hk_avx512_##name
 #define HK_MR 6
 #define HK_NV 4
-#define HK_AVX512 1
-#define HK_AVX2 0
+#define HK_ISA HK_ISA_AVX512
 #include "kernels_impl.h"
-#undef HK_FN
-#undef HK_MR
-#undef HK_NV
-#undef HK_AVX512
-#undef HK_AVX2
 #pragma clang attribute pop
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,f16c"))), \
@@ -148,19 +133,11 @@ static const float hk_gelu_pieces[6][16] = {
 // NEON (every arm64 CPU has it): 6 weight rows x 1 token panel, 24 q-register accumulators, 4 for the panel's
 // row and 2 for the weights, of the 32 (the portable 2 x 1 tile leaves most idle); the -S output's loop is 24 fmla
 // by element and 6 scalar loads, no spills.
-#undef HK_NEON
-#define HK_NEON 1
 #define HK_FN(name) hk_neon_##name
 #define HK_MR 6
 #define HK_NV 1
-#define HK_AVX512 0
-#define HK_AVX2 0
+#define HK_ISA HK_ISA_NEON
 #include "kernels_impl.h"
-#undef HK_FN
-#undef HK_MR
-#undef HK_NV
-#undef HK_AVX512
-#undef HK_AVX2
 #endif
 
 static const hk_impl *chosen_impl(void) {

@@ -1,8 +1,11 @@
 // The kernels, written once with vector extensions and included by kernels.c once per instruction set, with
-// HK_FN(name) (a name suffix), HK_MR x HK_NV (the register tile: weight rows x token panels) and HK_AVX512
-// (1 where AVX-512 intrinsics may be used: table-driven GELU, masked loads in gathers), HK_AVX2 (1 where AVX2
-// intrinsics may be used instead: masked loads in gathers) and HK_NEON (1 where arm64 NEON intrinsics may be used:
-// table-driven GELU) defined. Types, constants and the shared declarations live in kernels.c.
+// HK_FN(name) (a name suffix), HK_MR x HK_NV (the register tile: weight rows x token panels) and HK_ISA (one of
+// kernels.c's HK_ISA_*) defined; it undefines them at its end. Intrinsics appear only where they pay: on AVX-512 the
+// table-driven GELU and masked loads in gathers, on AVX2 the same per 8-lane half, on NEON the table-driven GELU.
+// Types, constants and the shared declarations live in kernels.c.
+#define HK_AVX512 (HK_ISA == HK_ISA_AVX512)
+#define HK_AVX2 (HK_ISA == HK_ISA_AVX2)
+#define HK_NEON (HK_ISA == HK_ISA_NEON)
 
 // MARK: - math
 
@@ -595,3 +598,11 @@ static const hk_impl HK_FN(impl) = {
     HK_FN(linear_range), HK_FN(attention_item), HK_FN(layernorm_range), HK_FN(gather_range), HK_FN(logmel_range),
     HK_FN(gelu), HK_FN(exp), HK_FN(sigmoid), HK_FN(db), HK_MR, HK_NV,
 };
+
+#undef HK_FN
+#undef HK_MR
+#undef HK_NV
+#undef HK_ISA
+#undef HK_AVX512
+#undef HK_AVX2
+#undef HK_NEON

@@ -46,66 +46,14 @@ public struct Enroll: ParsableCommand {
             if let taken = catalog.collision(for: name) { throw CustomEventError.nameCollides(name: name, with: taken) }
 
             let embedder = Embedder(model: model)
-            let signal = model.config.signal
-            var positiveExamples: [CustomEventEnrollment.Example] = [], contexts: [CustomEventEnrollment.Example] = []
+            var positiveExamples: [CustomEventEnrollment.Example] = [], background: [CustomEventEnrollment.Example] = []
             for path in positives {
-                let samples = try AudioFileReader.readAll(path: path, targetRate: signal.sampleRate)
-                let seconds = Double(samples.count) / Double(signal.sampleRate)
-                guard seconds >= Self.minimumSeconds else {
-                    throw DaemonError("positive example \(path) is \(String(format: "%.2f", seconds)) s long: each needs at least \(Self.minimumSeconds) s of the sound (2-10 s is best)")
-                }
-                guard seconds <= signal.clipSeconds + 0.5 else {
-                    throw DaemonError("positive example \(path) is \(String(format: "%.1f", seconds)) s long: trim it to the sound (2-\(Int(signal.clipSeconds)) s), so that it holds little else")
-                }
-                // Tiled to a whole window, not zero-padded: real windows are full of sound, and padding would
-                // calibrate on frames that never occur live (too high thresholds).
-                let window = tile(samples, to: signal.clipSamples)
-                guard let sounding = CustomEventEnrollment.soundingSteps(window, steps: model.config.tokenSteps) else {
-                    throw DaemonError("positive example \(path) is silent (below -60 dBFS): record the sound closer, or check the input level")
-                }
-                let views = Self.gainsDB.map { db in
-                    embedder.embeddings(window, gain: powf(10, db / 20)).enumerated().filter { sounding[$0.offset] }.map(\.element)
-                }
-                positiveExamples.append(.init(file: path, views: views))
-                // The example once, in a window of its own noise floor: the frames away from the sound carry its
-                // context (the last stage attends over the whole window) but not the sound, and are background;
-                // without them a custom event would last as long as any window still holds the sound.
-                contexts.append(.init(file: "", views: [0.2, 0.6].map { at in
-                    var window = Self.noise(count: signal.clipSamples, seed: UInt64(contexts.count) &+ 7)
-                    let floor = Self.noiseFloor(samples)
-                    for i in window.indices { window[i] *= floor }
-                    let offset = Int(at * Double(signal.clipSamples))
-                    for (i, x) in samples.enumerated() where offset + i < window.count { window[offset + i] = x }
-                    let near = CustomEventEnrollment.soundingSteps(window, steps: model.config.tokenSteps) ?? []
-                    let embeddings = embedder.embeddings(window, gain: 1)
-                    return embeddings.indices.filter { t in !near[max(t - 1, 0)...min(t + 1, near.count - 1)].contains(true) }.map { embeddings[$0] }
-                }))
+                let (example, context) = try positive(path, embedder: embedder, seed: UInt64(background.count) &+ 7)
+                positiveExamples.append(example)
+                background.append(context)
             }
-            var background: [CustomEventEnrollment.Example] = contexts
-            for path in negatives {
-                let samples = try AudioFileReader.readAll(path: path, targetRate: signal.sampleRate)
-                guard Double(samples.count) >= Self.minimumSeconds * Double(signal.sampleRate) else {
-                    throw DaemonError("negative example \(path) is shorter than \(Self.minimumSeconds) s: give at least a few seconds of the background")
-                }
-                var views: [[[Float]]] = []
-                var start = 0
-                while start < samples.count && views.count < Self.maximumNegativeWindows {
-                    let end = min(start + signal.clipSamples, samples.count)
-                    // A last stretch under a second would only repeat itself; the earlier windows cover it.
-                    if end - start >= signal.sampleRate || views.isEmpty {
-                        views.append(embedder.embeddings(tile(Array(samples[start..<end]), to: signal.clipSamples), gain: 1))
-                    }
-                    start = end
-                }
-                background.append(.init(file: path, views: views))
-            }
-            // Stationary noise floors are always background, white and brown from a quiet to a noisy room: a
-            // room's hiss must not score, even at a level the examples and negatives do not show.
-            background.append(.init(file: "", views: [-70, -55, -40].flatMap { db in
-                [false, true].map { brown in
-                    embedder.embeddings(Self.noise(count: signal.clipSamples, seed: UInt64(-db), brown: brown), gain: powf(10, db / 20))
-                }
-            }))
+            for path in negatives { background.append(try negative(path, embedder: embedder)) }
+            background.append(noiseFloors(embedder: embedder))
 
             let identity = CustomEvent.ModelIdentity(fingerprint: model.fingerprint(), features: model.config.numFeatures,
                                                      file: modelOptions.model)
@@ -116,6 +64,74 @@ public struct Enroll: ParsableCommand {
             print(event.report.text(name: name, thresholds: event.thresholds), terminator: "")
             print("wrote \(output): use it with --custom-events \(output) --events \(name)")
         }
+    }
+
+    /// A positive example's views (its sounding steps at each of `gainsDB`), and its context as background: the
+    /// example once, in a window of its own noise floor, whose frames away from the sound carry its context (the
+    /// last stage attends over the whole window) but not the sound; without them a custom event would last as long
+    /// as any window still holds the sound.
+    private func positive(_ path: String, embedder: Embedder, seed: UInt64) throws
+        -> (example: CustomEventEnrollment.Example, context: CustomEventEnrollment.Example) {
+        let signal = embedder.model.config.signal, steps = embedder.model.config.tokenSteps
+        let samples = try AudioFileReader.readAll(path: path, targetRate: signal.sampleRate)
+        let seconds = Double(samples.count) / Double(signal.sampleRate)
+        guard seconds >= Self.minimumSeconds else {
+            throw DaemonError("positive example \(path) is \(String(format: "%.2f", seconds)) s long: each needs at least \(Self.minimumSeconds) s of the sound (2-10 s is best)")
+        }
+        guard seconds <= signal.clipSeconds + 0.5 else {
+            throw DaemonError("positive example \(path) is \(String(format: "%.1f", seconds)) s long: trim it to the sound (2-\(Int(signal.clipSeconds)) s), so that it holds little else")
+        }
+        // Tiled to a whole window, not zero-padded: real windows are full of sound, and padding would calibrate on
+        // frames that never occur live (too high thresholds).
+        let window = tile(samples, to: signal.clipSamples)
+        guard let sounding = CustomEventEnrollment.soundingSteps(window, steps: steps) else {
+            throw DaemonError("positive example \(path) is silent (below -60 dBFS): record the sound closer, or check the input level")
+        }
+        let views = Self.gainsDB.map { db in
+            embedder.embeddings(window, gain: powf(10, db / 20)).enumerated().filter { sounding[$0.offset] }.map(\.element)
+        }
+        let floor = Self.noiseFloor(samples)
+        let context = [0.2, 0.6].map { at -> [[Float]] in
+            var window = Self.noise(count: signal.clipSamples, seed: seed)
+            for i in window.indices { window[i] *= floor }
+            let offset = Int(at * Double(signal.clipSamples))
+            for (i, x) in samples.enumerated() where offset + i < window.count { window[offset + i] = x }
+            let near = CustomEventEnrollment.soundingSteps(window, steps: steps) ?? []
+            let embeddings = embedder.embeddings(window, gain: 1)
+            return embeddings.indices.filter { t in !near[max(t - 1, 0)...min(t + 1, near.count - 1)].contains(true) }.map { embeddings[$0] }
+        }
+        return (.init(file: path, views: views), .init(file: "", views: context))
+    }
+
+    /// A negative recording's views: its first `maximumNegativeWindows` windows, each tiled to a full window.
+    private func negative(_ path: String, embedder: Embedder) throws -> CustomEventEnrollment.Example {
+        let signal = embedder.model.config.signal
+        let samples = try AudioFileReader.readAll(path: path, targetRate: signal.sampleRate)
+        guard Double(samples.count) >= Self.minimumSeconds * Double(signal.sampleRate) else {
+            throw DaemonError("negative example \(path) is shorter than \(Self.minimumSeconds) s: give at least a few seconds of the background")
+        }
+        var views: [[[Float]]] = []
+        var start = 0
+        while start < samples.count && views.count < Self.maximumNegativeWindows {
+            let end = min(start + signal.clipSamples, samples.count)
+            // A last stretch under a second would only repeat itself; the earlier windows cover it.
+            if end - start >= signal.sampleRate || views.isEmpty {
+                views.append(embedder.embeddings(tile(Array(samples[start..<end]), to: signal.clipSamples), gain: 1))
+            }
+            start = end
+        }
+        return .init(file: path, views: views)
+    }
+
+    /// Stationary noise floors, always background: white and brown from a quiet to a noisy room, so that a room's
+    /// hiss does not score even at a level the examples and negatives do not show.
+    private func noiseFloors(embedder: Embedder) -> CustomEventEnrollment.Example {
+        let clipSamples = embedder.model.config.signal.clipSamples
+        return .init(file: "", views: [-70, -55, -40].flatMap { db in
+            [false, true].map { brown in
+                embedder.embeddings(Self.noise(count: clipSamples, seed: UInt64(-db), brown: brown), gain: powf(10, db / 20))
+            }
+        })
     }
 
     /// `samples` repeated to `count` (cut at `count`).
@@ -164,7 +180,7 @@ private final class Embedder {
 
     init(model: HTSATModel) {
         self.model = model
-        output = HTSATOutput(config: model.config)
+        output = HTSATOutput(config: model.config, embeddings: true)
         scratch = [Float](repeating: 0, count: model.config.signal.clipSamples)
     }
 

@@ -15,7 +15,7 @@ extension WindowScheduler {
         }
         let c = model.config
         let width = c.classes + custom.count
-        let box = Box(HTSATOutput(config: c), frames: custom.isEmpty ? 0 : c.framewiseFrames * width)
+        let box = Box(HTSATOutput(config: c, embeddings: !custom.isEmpty), frames: custom.isEmpty ? 0 : c.framewiseFrames * width)
         return { samples, body in
             model.infer(samples, into: &box.output, tap: nil)
             guard !custom.isEmpty else {

@@ -74,6 +74,25 @@ final class ALSACaptureTests: XCTestCase {
     }
 
     /// A capture PCM named `name` reading raw samples from `infile`.
+    /// A started, real-time-paced capture of `name`, a `file` PCM of a 4-s sine whose copy of the captured audio goes
+    /// to /dev/full, so that snd_pcm_readi fails with -EIO once the plugin's write buffer fills: a device failing
+    /// mid-stream. Redefining `name` with `filePCM(name, infile: raw)` makes it work again.
+    private func failingCapture(_ name: String, retryInitial: Double, retryMax: Double) throws
+        -> (raw: URL, ring: AudioRing, log: StatusLog, capture: ALSACapture) {
+        let raw = dir.appendingPathComponent("\(name).raw")
+        try Signals.float32Bytes(Signals.sine(frequency: 440, amplitude: 0.5, rate: 32000, count: 32000 * 4)).write(to: raw)
+        try defineALSA(filePCM(name, infile: raw).replacingOccurrences(of: "\"/dev/null\"", with: "\"/dev/full\""))
+        let ring = AudioRing(capacity: 32000 * 10)
+        let log = StatusLog()
+        var config = CaptureConfig(device: name, targetRate: 32000)
+        config.retryInitial = retryInitial
+        config.retryMax = retryMax
+        config.paceToRealTime = true
+        let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: log.append)
+        capture.start()
+        return (raw, ring, log, capture)
+    }
+
     private func filePCM(_ name: String, infile: URL) -> String {
         """
         pcm.\(name) {
@@ -270,21 +289,7 @@ final class ALSACaptureTests: XCTestCase {
     }
 
     func testDeviceFailingMidStreamIsReopenedWhenItWorksAgain() throws {
-        // The `file` plugin also copies captured audio to `file`; writing it to /dev/full makes
-        // snd_pcm_readi fail with -EIO once its write buffer fills: a device failing mid-stream.
-        let signal = Signals.sine(frequency: 440, amplitude: 0.5, rate: 32000, count: 32000 * 4)
-        let raw = dir.appendingPathComponent("flaky.raw")
-        try Signals.float32Bytes(signal).write(to: raw)
-        try defineALSA(filePCM("flaky", infile: raw).replacingOccurrences(of: "\"/dev/null\"", with: "\"/dev/full\""))
-
-        let ring = AudioRing(capacity: 32000 * 10)
-        let log = StatusLog()
-        var config = CaptureConfig(device: "flaky", targetRate: 32000)
-        config.retryInitial = 0.05
-        config.retryMax = 0.1
-        config.paceToRealTime = true
-        let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: log.append)
-        capture.start()
+        let (raw, ring, log, capture) = try failingCapture("flaky", retryInitial: 0.05, retryMax: 0.1)
         defer { capture.stop() }
 
         XCTAssertTrue(log.wait(timeout: 10) { statuses in
@@ -306,18 +311,7 @@ final class ALSACaptureTests: XCTestCase {
     /// Audio lost to a reconnect is filled with silence: afterwards the stream clock (samples written) is the wall
     /// clock since the first sample again, and the gap is counted.
     func testAudioLostToAReconnectIsFilledSoStreamTimeStaysWallTime() throws {
-        let signal = Signals.sine(frequency: 440, amplitude: 0.5, rate: 32000, count: 32000 * 4)
-        let raw = dir.appendingPathComponent("gap.raw")
-        try Signals.float32Bytes(signal).write(to: raw)
-        try defineALSA(filePCM("gappy", infile: raw).replacingOccurrences(of: "\"/dev/null\"", with: "\"/dev/full\""))
-        let ring = AudioRing(capacity: 32000 * 10)
-        let log = StatusLog()
-        var config = CaptureConfig(device: "gappy", targetRate: 32000)
-        config.retryInitial = 1.0
-        config.retryMax = 1.0
-        config.paceToRealTime = true
-        let capture = ALSACapture(config: config, ring: ring, logger: logger, onStatus: log.append)
-        capture.start()
+        let (raw, ring, log, capture) = try failingCapture("gappy", retryInitial: 1.0, retryMax: 1.0)
         defer { capture.stop() }
         XCTAssertEqual(ring.waitForSamples(1, timeout: 10), .ready)
         let first = Date()

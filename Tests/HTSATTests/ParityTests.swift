@@ -43,13 +43,17 @@ final class ParityTests: XCTestCase {
         let model = try HTSATModel(stateDict: StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/htsat-tiny.ckpt").path))
         let c = model.config
         let side = c.resolution(stage: c.stageCount - 1), freqBins = side / c.freqRatio, channels = c.numFeatures
-        var output = HTSATOutput(config: c)
+        var output = HTSATOutput(config: c, embeddings: true), plain = HTSATOutput(config: c)
         var worst: Float = 0
         for clip in ParityTests.clips {
             let golden = try StateDict.load(contentsOf: try Fixtures.require("htsat-tiny/golden/\(clip).safetensors").path)
             let norm = try golden.floats("norm")  // grid tokens (row f * side + column t) x channels
             model.infer(try golden.floats("wav"), into: &output)
             XCTAssertEqual(output.embeddings.count, c.tokenSteps * channels)
+            // Opt-in: a window without custom events skips them, and its other outputs are the same.
+            model.infer(try golden.floats("wav"), into: &plain)
+            XCTAssertEqual(plain.embeddings, [])
+            XCTAssertEqual(plain.framewise, output.framewise)
             for k in 0..<c.freqRatio {
                 for s in 0..<side {
                     for ch in 0..<channels {

@@ -13,7 +13,8 @@ public struct HTSATOutput {
     /// The mean of the final tokens (`latent_output`), `numFeatures` values.
     public var latent: [Float]
     /// Frame embeddings, `tokenSteps x numFeatures`, step-major: the final tokens after `norm` (what `tscam_conv`
-    /// reads), averaged over the head's frequency rows, one vector per time step of `framewise`.
+    /// reads), averaged over the head's frequency rows, one vector per time step of `framewise`. Computed only when
+    /// asked for (`init(config:embeddings: true)`, or a non-empty array); empty otherwise.
     public var embeddings: [Float]
     /// Softmax models only: the softmax over classes of `clipwise` (the class probabilities); empty otherwise.
     public var probabilities: [Float]
@@ -42,13 +43,13 @@ public struct HTSATOutput {
         frameProbabilities = []
     }
 
-    /// Arrays already sized for `config`, so that `infer` never allocates.
-    public init(config: HTSATConfig) {
+    /// Arrays already sized for `config`, so that `infer` never allocates; `embeddings` only if asked for.
+    public init(config: HTSATConfig, embeddings withEmbeddings: Bool = false) {
         let softmax = config.activation == .softmax
         clipwise = [Float](repeating: 0, count: config.classes)
         framewise = [Float](repeating: 0, count: config.framewiseFrames * config.classes)
         latent = [Float](repeating: 0, count: config.numFeatures)
-        embeddings = [Float](repeating: 0, count: config.tokenSteps * config.numFeatures)
+        embeddings = [Float](repeating: 0, count: withEmbeddings ? config.tokenSteps * config.numFeatures : 0)
         probabilities = [Float](repeating: 0, count: softmax ? config.classes : 0)
         frameProbabilities = [Float](repeating: 0, count: softmax ? config.framewiseFrames * config.classes : 0)
     }
@@ -328,8 +329,10 @@ public final class HTSATModel {
         output.frameProbabilities.resize(to: softmax ? frameCount : 0)
         output.clipwise.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.clipwise.p, count: classes) }
         output.latent.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ws.latent.p, count: c.numFeatures) }
-        output.embeddings.resize(to: steps * c.numFeatures)
-        output.embeddings.withUnsafeMutableBufferPointer { head.embeddings(ws.x.p, into: $0.baseAddress!) }
+        if !output.embeddings.isEmpty {
+            output.embeddings.resize(to: steps * c.numFeatures)
+            output.embeddings.withUnsafeMutableBufferPointer { head.embeddings(ws.x.p, into: $0.baseAddress!) }
+        }
         // Frame-major rows, each token step's row (read from classes x steps with `stride` steps) repeated.
         func fillFrames(_ out: UnsafeMutableBufferPointer<Float>, from values: UnsafePointer<Float>) {
             let f = out.baseAddress!
