@@ -46,16 +46,17 @@ typedef struct {
 } hk_epilogue;
 
 /// Token-panel groups (nv panels of `depth` rows each) that a linear layer of `rows` outputs runs past each
-/// weight tile in turn. While a group is small (16 KB, a third of L1 with the weight rows and outputs) or the
-/// weights fit L2 (768 KB: stages 0 and 1), groups go one at a time: the group stays in L1 as the weight rows
-/// stream past it from L2. Otherwise as many groups as fit L2 go past each weight tile, which stays in L1, and
-/// the weights (beyond L2 from stage 2 on, beyond L3 in stage 3) are fetched once per block rather than once
-/// per group. AVX2 (1-panel groups), 1 thread: stage 3 20.6 -> 19.2 ms, stage 2 59.3 -> 57.6 ms; blocking
-/// stage 0 too cost AVX-512 (4-panel groups of 24 KB there) 0.8 ms.
+/// weight tile in turn. Where the weights fit L2 (768 KB: stages 0 and 1), a block is as many groups as fill
+/// 24 KB of L1: the block stays in L1 as the weight rows stream past it from L2, each tile once per block
+/// (AVX2's 1-panel groups of depth 96 go 4 at a time: stage 0 -0.4 ms; AVX-512's 4-panel groups are that size
+/// already, and larger blocks cost it 0.8 ms there). Otherwise as many groups as fit L2 go past each weight
+/// tile, which stays in L1, and the weights (beyond L2 from stage 2 on, beyond L3 in stage 3) are fetched once
+/// per block rather than once per group. AVX2 (1-panel groups), 1 thread: stage 3 20.6 -> 19.2 ms, stage 2
+/// 59.3 -> 57.6 ms.
 static inline int hk_group_block(int nv, int depth, int rows) {
     long bytes = (long)nv * depth * 16 * (long)sizeof(float);
-    if (bytes <= 16384 || (long)rows * depth * (long)sizeof(float) <= 786432) return 1;
-    return bytes >= 786432 ? 1 : (int)(786432 / bytes);
+    long cache = (long)rows * depth * (long)sizeof(float) <= 786432 ? 24576 : 786432;
+    return bytes >= cache ? 1 : (int)(cache / bytes);
 }
 
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,

@@ -9,13 +9,11 @@
 
 // MARK: - math
 
-/// exp(x), about 1 ulp (Cody-Waite reduction, Cephes' polynomial); exactly 0 below -87.3 (and for -inf).
-static inline __attribute__((always_inline)) v16 HK_FN(vexp)(v16 x) {
-    v16i underflow = x < -87.33654f;
-    // Clamps written so that NaN passes through (a NaN score stays NaN, as in torch).
-    x = vselect(x < -87.33654f, splat(-87.33654f), x);
-    x = vselect(x > 88.3762626647949f, splat(88.3762626647949f), x);
-    // Round x / ln2 to an integer n with the 1.5 * 2^23 trick (no floor instruction needed).
+/// exp(x), about 1 ulp (Cody-Waite reduction, Cephes' polynomial), for x <= 88.376 (or NaN); exactly 0 below
+/// -87.3 (and for -inf). The softmax's arguments (v - max <= 0) need nothing else.
+static inline __attribute__((always_inline)) v16 HK_FN(vexp_le)(v16 x) {
+    // Round x / ln2 to an integer n with the 1.5 * 2^23 trick (no floor instruction needed). Below -87.3 the
+    // arithmetic may make anything, which the final select replaces.
     v16 t = x * 1.44269504088896341f + 12582912.0f;
     v16 n = t - 12582912.0f;
     v16 r = x - n * 0.693359375f;
@@ -27,8 +25,14 @@ static inline __attribute__((always_inline)) v16 HK_FN(vexp)(v16 x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     v16 y = p * (r * r) + r + 1.0f;
-    v16i scale = ((v16i)t - 0x4B400000 + 127) << 23;
-    return vselect(underflow, splat(0), y * (v16)scale);
+    // y * 2^n as an exponent add (the result is normal wherever it is kept): one integer op, not a multiply.
+    v16i scaled = (v16i)y + (((v16i)t - 0x4B400000) << 23);
+    return vselect(x < -87.33654f, splat(0), (v16)scaled);
+}
+
+/// exp(x) for any x: vexp_le with x clamped to 88.376 (NaN passes through, so a NaN score stays NaN, as in torch).
+static inline __attribute__((always_inline)) v16 HK_FN(vexp)(v16 x) {
+    return HK_FN(vexp_le)(vselect(x > 88.3762626647949f, splat(88.3762626647949f), x));
 }
 
 /// 10 * log10(x) for normal x > 0 (and NaN, +inf unchanged), about 2 ulp: Cephes' logf (mantissa in
@@ -424,7 +428,7 @@ static v16 HK_FN(softmax_columns)(float *s, const float *bias, const float *mask
     }
     v16 top = vmax(top0, top1), sum0 = splat(0), sum1 = splat(0);
     for (int j = 0; j < np; j += 2) {
-        v16 e0 = HK_FN(vexp)(load(s + j * 16) - top), e1 = HK_FN(vexp)(load(s + j * 16 + 16) - top);
+        v16 e0 = HK_FN(vexp_le)(load(s + j * 16) - top), e1 = HK_FN(vexp_le)(load(s + j * 16 + 16) - top);
         store(s + j * 16, e0);
         store(s + j * 16 + 16, e1);
         sum0 += e0;

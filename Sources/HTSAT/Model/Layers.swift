@@ -8,11 +8,18 @@ final class FloatBuffer {
 
     init(_ count: Int) {
         self.count = count
-        p = .allocate(capacity: max(count, 1))
+        p = Self.allocate(count)
         p.initialize(repeating: 0, count: max(count, 1))
     }
 
-    deinit { p.deallocate() }
+    deinit { UnsafeMutableRawPointer(p).deallocate() }
+
+    /// `count` values on a cache-line boundary, so that each 16-float panel row is one line (malloc aligns to 16
+    /// bytes only: at its other three offsets every row straddles two lines, and each load of one is split).
+    static func allocate<T>(_ count: Int, of type: T.Type = Float.self) -> UnsafeMutablePointer<T> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<T>.stride, alignment: 64)
+            .bindMemory(to: T.self, capacity: max(count, 1))
+    }
 
     /// The first `n` values, for taps.
     func prefix(_ n: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: p, count: n) }

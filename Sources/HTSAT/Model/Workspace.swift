@@ -59,8 +59,8 @@ final class Workspace {
         // Every linear layer's input lives in the arena, `tokens` or `context` (no larger than the arena); pairs
         // pad an odd depth by one row.
         let pairs = arena.count + Panels.chunks(arena.count) * Panels.width
-        bfloat16Pairs = precision == .bfloat16 ? .allocate(capacity: pairs) : nil
+        bfloat16Pairs = precision == .bfloat16 ? FloatBuffer.allocate(pairs, of: UInt32.self) : nil
     }
 
-    deinit { bfloat16Pairs?.deallocate() }
+    deinit { bfloat16Pairs.map { UnsafeMutableRawPointer($0).deallocate() } }
 }
