@@ -37,14 +37,14 @@ failed=0
 for t in "${targets[@]}"; do
   work=.build-fuzz/corpus/$t artifacts=.build-fuzz/artifacts/$t log=.build-fuzz/logs/$t.log
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
-  before=$(ls "$artifacts" | wc -l)
+  before=$(ls -A "$artifacts" 2>/dev/null | wc -l)
   dict=(); [ -f "Fuzz/dict/$t.dict" ] && dict=(-dict="Fuzz/dict/$t.dict")
   start=$(date +%s)
   status=0
   ".build-fuzz/release/$(product "$t")" "$work" "Fuzz/corpus/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" "$@" >"$log" 2>&1 || status=$?
   seconds=$(($(date +%s) - start))
-  crashes=$(($(ls "$artifacts" | wc -l) - before))
+  crashes=$(($(ls -A "$artifacts" 2>/dev/null | wc -l) - before))
   done_line=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true)
   executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")

@@ -394,11 +394,12 @@ static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0,
     hk_epilogue e = {p->bias, p->scale, p->scale_rows, p->gelu, p->accumulate};
     int block = hk_group_block(HK_NV, p->depth, p->rows);
     // Weights beyond L2 come from memory for a tile's first group; with 1-panel groups that group is too short for
-    // the hardware prefetchers to bring them in time, so each group prefetches a share of the next tile's rows (to
-    // L1 while a tile fits beside a panel there, else L2). AVX2, 1 thread: stage 2 56.5 -> 54.6 ms; AVX-512's
-    // 4-panel groups lost 1 ms with it.
-    const int prefetch = HK_NV == 1 && (long)p->rows * p->depth * (long)sizeof(float) > 786432;
-    const int to_l1 = (long)HK_MR * p->depth * (long)sizeof(float) <= 12288;
+    // the hardware prefetchers to bring them in time, so each group prefetches a share of the next tile's rows
+    // into L1, where a tile fits beside a panel (depth 384: stage 2 but its fc2). AVX2, 1 thread: stage 2 56.5 ->
+    // 54.6 ms. Deeper tiles prefetched into L2 gained nothing in stage 2 and cost stage 3 and the head 1 ms;
+    // AVX-512's 4-panel groups lost 1 ms with it.
+    const int prefetch = HK_NV == 1 && (long)p->rows * p->depth * (long)sizeof(float) > 786432 &&
+                         (long)HK_MR * p->depth * (long)sizeof(float) <= 12288;
     for (int b0 = g0; b0 < g1; b0 += block) {
         int b1 = b0 + block < g1 ? b0 + block : g1;
         for (int t = t0; t < t1; t++) {
@@ -413,10 +414,8 @@ static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0,
             }
             long share = (lines + (b1 - b0) - 1) / (b1 - b0);
             for (int g = b0; g < b1; g++) {
-                for (long end = done + share < lines ? done + share : lines; done < end; done++) {
-                    if (to_l1) __builtin_prefetch(next + done * 64, 0, 3);
-                    else __builtin_prefetch(next + done * 64, 0, 2);
-                }
+                for (long end = done + share < lines ? done + share : lines; done < end; done++)
+                    __builtin_prefetch(next + done * 64, 0, 3);
                 int c0 = g * HK_NV, nv = p->chunks - c0 < HK_NV ? p->chunks - c0 : HK_NV;
                 HK_FN(tile_out)(mr, nv, p->depth, ar, p->x + c0 * p->x_panel, p->x_panel,
                                 p->y + c0 * p->y_panel + r0 * 16, p->y_panel, &e, r0);
