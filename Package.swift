@@ -68,7 +68,7 @@ let package = Package(
         // Fuzz targets (scripts/fuzz.sh), one per input kind. Built with -sanitize=fuzzer -DFUZZING, libFuzzer drives
         // each; in the normal build each one's main runs its corpus (Fuzz/corpus) once, as a regression test.
         .target(name: "FuzzSupport", dependencies: ["SystemSupport"], path: "Fuzz/Support"),
-        .target(name: "FuzzWeights", dependencies: ["HTSAT", "FrontEnd"], path: "Fuzz/Weights"),
+        .target(name: "FuzzWeights", dependencies: ["FuzzSupport", "HTSAT", "FrontEnd"], path: "Fuzz/Weights"),
         .executableTarget(name: "FuzzCheckpoint", dependencies: ["FuzzSupport", "FuzzWeights", "HTSAT"], path: "Fuzz/FuzzCheckpoint"),
         .executableTarget(name: "FuzzPickle", dependencies: ["FuzzSupport", "FuzzWeights", "HTSAT"], path: "Fuzz/FuzzPickle"),
         .executableTarget(name: "FuzzAudioFile", dependencies: ["FuzzSupport", "AudioCapture", "SystemSupport"], path: "Fuzz/FuzzAudioFile"),

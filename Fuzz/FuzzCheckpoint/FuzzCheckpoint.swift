@@ -1,6 +1,5 @@
 import FuzzSupport
 import FuzzWeights
-import HTSAT
 
 /// A whole weights file (format detection, ZIP, pickle, safetensors), then what the daemon does with it: every
 /// tensor read, the profile and architecture inferred, the model built.
@@ -8,10 +7,7 @@ enum FuzzCheckpoint: FuzzTarget {
     static let corpus = "checkpoint"
     static let file = ScratchFile()
 
-    static func test(_ bytes: UnsafeRawBufferPointer) {
-        file.write(bytes)
-        expectClearErrors(isCheckpointError) { try exercise(StateDict.load(contentsOf: file.path)) }
-    }
+    static func test(_ bytes: UnsafeRawBufferPointer) { loadAndExercise(bytes, in: file) }
 }
 
 #if !FUZZING

@@ -1,6 +1,5 @@
 import FuzzSupport
 import FuzzWeights
-import HTSAT
 
 /// The input as the data.pkl of a torch.save archive that also holds storages "0" to "7" (64 bytes each: 16 floats
 /// -4, -3, ... 11; "7" all zero), so the unpickler's output reaches tensor location, views and conversion without the
@@ -14,8 +13,7 @@ enum FuzzPickle: FuzzTarget {
 
     static func test(_ bytes: UnsafeRawBufferPointer) {
         let zip = TorchZip.archive([("archive/data.pkl", Array(bytes)), ("archive/byteorder", Array("little".utf8))] + storages)
-        zip.withUnsafeBytes { file.write($0) }
-        expectClearErrors(isCheckpointError) { try exercise(StateDict.load(contentsOf: file.path)) }
+        zip.withUnsafeBytes { loadAndExercise($0, in: file) }
     }
 }
 
