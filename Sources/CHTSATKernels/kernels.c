@@ -59,6 +59,12 @@ static inline int hk_group_block(int nv, int depth, int rows) {
     return bytes >= cache ? 1 : (int)(cache / bytes);
 }
 
+/// Whether linear_range prefetches each weight tile's successor into L1 while the current tile runs (kernels_impl.h
+/// says where that pays): 1-panel groups, weights beyond L2, and a tile that fits L1 beside a panel.
+static inline int hk_prefetch_weights(int nv, int mr, int depth, int rows) {
+    return nv == 1 && (long)rows * depth * (long)sizeof(float) > 786432 && (long)mr * depth * (long)sizeof(float) <= 12288;
+}
+
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,
                         long op);
 
@@ -79,7 +85,7 @@ typedef struct {
 } hk_impl;
 
 #if HK_X86 || HK_ARM
-/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512, AVX2 and NEON GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
+/// erf(x / sqrt(2)) / 2 on [0, 4 sqrt(2)) in 16 pieces (the AVX-512 and NEON GELU): hk_gelu_pieces[k][i] is the coefficient of t^k, with
 /// t = x * 16 / (4 sqrt(2)) - i - 1/2 (least-squares minimax fits, approximation error below 3e-9).
 static const float hk_gelu_pieces[6][16] = {
     {7.015810107e-02f, 2.020584518e-01f, 3.116204386e-01f, 3.920375299e-01f, 4.441941168e-01f, 4.740850377e-01f, 4.892218675e-01f, 4.959950291e-01f, 4.986729852e-01f, 4.996085307e-01f, 4.998973120e-01f, 4.999760725e-01f, 4.999950516e-01f, 4.999990924e-01f, 4.999998524e-01f, 4.999999787e-01f},
@@ -88,6 +94,21 @@ static const float hk_gelu_pieces[6][16] = {
     {-2.802472382e-03f, -1.834957920e-03f, -4.349675022e-04f, 7.259238853e-04f, 1.269137154e-03f, 1.233891444e-03f, 8.972062474e-04f, 5.268946613e-04f, 2.581089654e-04f, 1.072695360e-04f, 3.820492415e-05f, 1.173736677e-05f, 3.124549420e-06f, 7.230714819e-07f, 1.458165892e-07f, 2.567289102e-08f},
     {1.331616992e-04f, 3.230741872e-04f, 3.427614398e-04f, 2.190493093e-04f, 5.534119414e-05f, -5.856072422e-05f, -9.644787961e-05f, -8.234985241e-05f, -5.156811920e-05f, -2.579284458e-05f, -1.067760739e-05f, -3.727610552e-06f, -1.109808401e-06f, -2.838724585e-07f, -6.270232482e-08f, -1.200474899e-08f},
     {5.050564942e-05f, 2.212153835e-05f, -1.317449521e-05f, -3.253801094e-05f, -2.979684264e-05f, -1.496544353e-05f, -1.136309660e-06f, 5.521922500e-06f, 6.072731945e-06f, 4.082525612e-06f, 2.069847775e-06f, 8.446130534e-07f, 2.857938099e-07f, 8.153403602e-08f, 1.981644314e-08f, 4.132002927e-09f},
+};
+#endif
+
+#if HK_X86
+/// The same g on [0, 4 sqrt(2)) in 8 pieces of degree 6 (the AVX2 GELU: one 8-entry permute per coefficient):
+/// hk_gelu_octs[k][i] is the coefficient of t^k, with t = x * 8 / (4 sqrt(2)) - i - 1/2 (least-squares fits,
+/// approximation error below 9e-9).
+static const float hk_gelu_octs[7][8] = {
+    {1.381631941e-01f, 3.555778265e-01f, 4.614500701e-01f, 4.933358431e-01f, 4.992686510e-01f, 4.999496937e-01f, 4.999978542e-01f, 4.999999404e-01f},
+    {2.650034130e-01f, 1.607328802e-01f, 5.913030729e-02f, 1.319370884e-02f, 1.785574947e-03f, 1.465735695e-04f, 7.298411674e-06f, 2.204716623e-07f},
+    {-3.312537074e-02f, -6.027476862e-02f, -3.695646673e-02f, -1.154452562e-02f, -2.008769661e-03f, -2.015334321e-04f, -1.185866677e-05f, -4.132588742e-07f},
+    {-1.931978017e-02f, 1.670451136e-03f, 1.047019288e-02f, 5.636103917e-03f, 1.357936184e-03f, 1.723879395e-04f, 1.220120521e-05f, 4.944830039e-07f},
+    {3.966704942e-03f, 4.708613269e-03f, -1.916260953e-04f, -1.503297593e-03f, -5.965080345e-04f, -1.018034527e-04f, -8.942794921e-06f, -4.307940173e-07f},
+    {1.223558909e-03f, -8.009509766e-04f, -7.308895583e-04f, 9.327406588e-05f, 1.653303480e-04f, 4.415364674e-05f, 5.197124665e-06f, 3.157072399e-07f},
+    {-3.073499538e-04f, -2.076783567e-04f, 1.609198225e-04f, 7.069917774e-05f, -2.171535380e-05f, -1.303008230e-05f, -2.138737955e-06f, -1.616595711e-07f},
 };
 #endif
 
@@ -220,6 +241,9 @@ void hk_linear(hk_pool *pool, const hk_linear_args *args) {
     int group_step = min_int(hk_group_block(im->nv, args->depth, args->rows), groups);
     int tile_step = (int)(target / (tile_flops * group_step));
     if (tile_step < 1) tile_step = 1;
+    // The prefetch works within an item, so an item of 1 tile would never have it: 4 at least (AVX2, 2 threads:
+    // stage 2 -1.5 ms).
+    if (hk_prefetch_weights(im->nv, im->mr, args->depth, args->rows) && tile_step < 4) tile_step = 4;
     if (tile_step >= tiles) {
         tile_step = tiles;
         group_step = (int)(target / (tile_flops * tiles));

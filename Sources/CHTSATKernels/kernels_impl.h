@@ -1,7 +1,8 @@
 // The kernels, written once with vector extensions and included by kernels.c once per instruction set, with
 // HK_FN(name) (a name suffix), HK_MR x HK_NV (the register tile: weight rows x token panels) and HK_ISA (one of
 // kernels.c's HK_ISA_*) defined; it undefines them at its end. Intrinsics appear only where they pay: on AVX-512 the
-// table-driven GELU and masked loads in gathers, on AVX2 the same per 8-lane half, on NEON the table-driven GELU.
+// table-driven GELU and masked loads in gathers, on AVX2 a table GELU of its own and the gathers per 8-lane half, on
+// NEON the table-driven GELU.
 // Types, constants and the shared declarations live in kernels.c.
 #define HK_AVX512 (HK_ISA == HK_ISA_AVX512)
 #define HK_AVX2 (HK_ISA == HK_ISA_AVX2)
@@ -9,24 +10,26 @@
 
 // MARK: - math
 
-/// exp(x), about 1 ulp (Cody-Waite reduction, Cephes' polynomial), for x <= 88.376 (or NaN); exactly 0 below
-/// -87.3 (and for -inf). The softmax's arguments (v - max <= 0) need nothing else.
+/// exp(x), within 1.3 ulp (1.6 without FMA), for x <= 88.376 (or NaN); exactly 0 below -87.3 (and for -inf). The
+/// softmax's arguments (v - max <= 0) need nothing else.
 static inline __attribute__((always_inline)) v16 HK_FN(vexp_le)(v16 x) {
-    // Round x / ln2 to an integer n with the 1.5 * 2^23 trick (no floor instruction needed). Below -87.3 the
-    // arithmetic may make anything, which the final select replaces.
+    // Round x / ln2 to an integer n with the 1.5 * 2^23 trick (no floor instruction needed); r = x - n ln2 in two
+    // parts (Cody-Waite, exact without FMA), e^r by a degree-6 fit on [-ln2/2, ln2/2] (4e-9): 3 operations fewer than
+    // Cephes' degree 7 (AVX2 softmax -0.2 ms). Below -87.3 the arithmetic may make anything, which the final select
+    // replaces.
     v16 t = x * 1.44269504088896341f + 12582912.0f;
     v16 n = t - 12582912.0f;
     v16 r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    v16 p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    v16 y = p * (r * r) + r + 1.0f;
-    // y * 2^n as an exponent add (the result is normal wherever it is kept): one integer op, not a multiply.
-    v16i scaled = (v16i)y + (((v16i)t - 0x4B400000) << 23);
+    v16 p = splat(1.3880350997e-03f);
+    p = p * r + 8.3799497868e-03f;
+    p = p * r + 4.1667511363e-02f;
+    p = p * r + 1.6666340347e-01f;
+    p = p * r + 4.9999995297e-01f;
+    p = p * r + 1.0000000628e+00f;
+    p = p * r + 1.0f;
+    // p * 2^n as an exponent add: t's low bits hold n (two's complement), so t << 23 is n << 23.
+    v16i scaled = (v16i)p + ((v16i)t << 23);
     return vselect(x < -87.33654f, splat(0), (v16)scaled);
 }
 
@@ -142,29 +145,22 @@ static inline __attribute__((always_inline)) v16 HK_FN(vgelu)(v16 x) {
     g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
     return a * g + x * 0.5f;
 #elif HK_AVX2
-    // The same pieces per 8-lane half: a 16-entry lookup is two 8-entry permutes and a blend on bit 3 of
-    // the piece (still about half the work of the erf polynomials, and the same values as AVX-512).
-    v16 a = __builtin_elementwise_abs(x), s = a * (16.0f / 5.656854249492381f), g;
+    // The same g per 8-lane half from hk_gelu_octs, whose 8 pieces one 8-entry permute picks: 7 permutes and no
+    // branch. 16 pieces took 6 permutes, but 12 and 6 blends wherever a lane reached piece 8 (|x| >= 2.83), which a
+    // branch had to guess. Estrin's scheme shortens the chain of dependent multiply-adds from 6 to 3. hk_gelu: 0.48
+    // ns a value with |x| < 2.83, 0.65 with a quarter beyond, -> 0.46 for both.
+    v16 a = __builtin_elementwise_abs(x), s = a * (8.0f / 5.656854249492381f), g;
     for (int h = 0; h < 2; h++) {
         __m256 sh;
         __builtin_memcpy(&sh, (const float *)&s + 8 * h, sizeof sh);
-        __m256i piece = _mm256_min_epi32(_mm256_cvttps_epi32(sh), _mm256_set1_epi32(15));
-        __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(piece, 28)); // sign bit: piece >= 8
+        __m256i piece = _mm256_min_epi32(_mm256_cvttps_epi32(sh), _mm256_set1_epi32(7));
         __m256 t = _mm256_sub_ps(sh, _mm256_add_ps(_mm256_cvtepi32_ps(piece), _mm256_set1_ps(0.5f)));
-#define HK_LOW(k) _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k]), piece)
-#define HK_COEF(k) _mm256_blendv_ps(HK_LOW(k), _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_pieces[k] + 8), piece), high)
-        // The permutes are what limits this loop (about 1 per cycle), so when no lane of the half reaches piece
-        // 8 (|x| < 2.83, nearly all activations) one permute per coefficient picks the same values.
-        __m256 gh;
-        if (_mm256_movemask_ps(high) == 0) {
-            gh = HK_LOW(5);
-            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_LOW(k));
-        } else {
-            gh = HK_COEF(5);
-            for (int k = 4; k >= 0; k--) gh = _mm256_fmadd_ps(gh, t, HK_COEF(k));
-        }
+#define HK_COEF(k) _mm256_permutevar8x32_ps(_mm256_loadu_ps(hk_gelu_octs[k]), piece)
+        __m256 t2 = _mm256_mul_ps(t, t), t4 = _mm256_mul_ps(t2, t2);
+        __m256 p01 = _mm256_fmadd_ps(HK_COEF(1), t, HK_COEF(0)), p23 = _mm256_fmadd_ps(HK_COEF(3), t, HK_COEF(2));
+        __m256 p456 = _mm256_fmadd_ps(HK_COEF(6), t2, _mm256_fmadd_ps(HK_COEF(5), t, HK_COEF(4)));
+        __m256 gh = _mm256_fmadd_ps(p456, t4, _mm256_fmadd_ps(p23, t2, p01));
 #undef HK_COEF
-#undef HK_LOW
         __builtin_memcpy((float *)&g + 8 * h, &gh, sizeof gh);
     }
     g = vselect(a >= 5.656854249492381f, splat(0.5f), g);
@@ -398,8 +394,7 @@ static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0,
     // into L1, where a tile fits beside a panel (depth 384: stage 2 but its fc2). AVX2, 1 thread: stage 2 56.5 ->
     // 54.6 ms. Deeper tiles prefetched into L2 gained nothing in stage 2 and cost stage 3 and the head 1 ms;
     // AVX-512's 4-panel groups lost 1 ms with it.
-    const int prefetch = HK_NV == 1 && (long)p->rows * p->depth * (long)sizeof(float) > 786432 &&
-                         (long)HK_MR * p->depth * (long)sizeof(float) <= 12288;
+    const int prefetch = hk_prefetch_weights(HK_NV, HK_MR, p->depth, p->rows);
     for (int b0 = g0; b0 < g1; b0 += block) {
         int b1 = b0 + block < g1 ? b0 + block : g1;
         for (int t = t0; t < t1; t++) {
@@ -429,28 +424,26 @@ static void HK_FN(linear_range)(const hk_linear_args *p, int g0, int g1, int t0,
 /// Softmax numerators over the key rows of 16 query columns: s (np rows of 16) + bias (+ mask) becomes
 /// exp(v - max) in place; returns the column sums (the division is left to the context's columns).
 static v16 HK_FN(softmax_columns)(float *s, const float *bias, const float *mask, int np) {
-    // Two running maxima and sums halve the dependency chains; np is a multiple of 16.
-    v16 top0 = splat(-__builtin_inff()), top1 = top0;
-    for (int j = 0; j < np; j += 2) {
-        v16 v0 = load(s + j * 16) + load(bias + j * 16), v1 = load(s + j * 16 + 16) + load(bias + j * 16 + 16);
-        if (mask) {
-            v0 = v0 + load(mask + j * 16);
-            v1 = v1 + load(mask + j * 16 + 16);
+    // With AVX-512, two running maxima and sums halve the dependency chains; a 16-float vector is 2 or 4 registers
+    // elsewhere, which are chains enough, and a second set only spills (AVX2: -0.2 ms). np is a multiple of 16.
+    enum { u = HK_AVX512 ? 2 : 1 };
+    v16 top[u], sum[u];
+    for (int i = 0; i < u; i++) top[i] = splat(-__builtin_inff()), sum[i] = splat(0);
+    for (int j = 0; j < np; j += u)
+        for (int i = 0; i < u; i++) {
+            v16 v = load(s + (j + i) * 16) + load(bias + (j + i) * 16);
+            if (mask) v = v + load(mask + (j + i) * 16);
+            store(s + (j + i) * 16, v);
+            top[i] = vmax(top[i], v);
         }
-        store(s + j * 16, v0);
-        store(s + j * 16 + 16, v1);
-        top0 = vmax(top0, v0);
-        top1 = vmax(top1, v1);
-    }
-    v16 top = vmax(top0, top1), sum0 = splat(0), sum1 = splat(0);
-    for (int j = 0; j < np; j += 2) {
-        v16 e0 = HK_FN(vexp_le)(load(s + j * 16) - top), e1 = HK_FN(vexp_le)(load(s + j * 16 + 16) - top);
-        store(s + j * 16, e0);
-        store(s + j * 16 + 16, e1);
-        sum0 += e0;
-        sum1 += e1;
-    }
-    return sum0 + sum1;
+    v16 max = u == 2 ? vmax(top[0], top[u - 1]) : top[0];
+    for (int j = 0; j < np; j += u)
+        for (int i = 0; i < u; i++) {
+            v16 e = HK_FN(vexp_le)(load(s + (j + i) * 16) - max);
+            store(s + (j + i) * 16, e);
+            sum[i] += e;
+        }
+    return u == 2 ? sum[0] + sum[u - 1] : sum[0];
 }
 
 /// One window and head: S^T = K Q^T (keys x queries), column softmax with bias and mask, O^T = V^T P^T.
