@@ -449,7 +449,7 @@ static v16 HK_FN(softmax_columns)(float *s, const float *bias, const float *mask
 /// One window and head: S^T = K Q^T (keys x queries), column softmax with bias and mask, O^T = V^T P^T.
 static void HK_FN(attention_item)(const hk_attention_args *p, int window, int head, float *s) {
     const int np = p->padded, nc = np / 16, d = p->head_dim, ch = p->channels;
-    const long ps = 3L * ch * 16;
+    const long ps = p->qkv_panel;
     const float *base = p->qkv + (long)window * nc * ps;
     const float *q = base + (long)head * d * 16;
     const float *k = base + (long)(ch + head * d) * 16;

@@ -158,7 +158,7 @@ static void run_attention(void *ctx, hk_pool *pool, float *out) {
 /// windows x heads of head_dim, `tokens` real tokens per window (padded to 16); masks on every other window.
 static void check_attention(int windows, int heads, int head_dim, int tokens, int masked) {
     int np = (tokens + 15) / 16 * 16, nc = np / 16, ch = heads * head_dim;
-    long ps = 3L * ch * 16, nq = windows * nc * ps, nctx = (long)windows * nc * ch * 16;
+    long ps = (3L * ch + 2) * 16, nq = windows * nc * ps, nctx = (long)windows * nc * ch * 16; // rows past v unused
     float *qkv = random_floats(nq), *bias = random_floats((long)heads * np * np), *ctx0 = random_floats(nctx);
     float *ctx = alloc(nctx * (long)sizeof(float)), *scratch = alloc(3L * (np + 1) * np * (long)sizeof(float));
     float *mask = alloc((long)np * np * (long)sizeof(float));
@@ -171,7 +171,7 @@ static void check_attention(int windows, int heads, int head_dim, int tokens, in
     for (int j = 0; j < np; j++)
         for (int i = 0; i < np; i++) mask[KQ(j, i)] = (i / 4 + j / 3) % 2 ? -100.0f : 0.0f;
     for (int w = 0; w < windows; w++) masks[w] = w % 2 ? NULL : mask;
-    hk_attention_args args = {windows, heads, head_dim, ch, np, qkv, ctx, bias, masked ? masks : NULL, scratch};
+    hk_attention_args args = {windows, heads, head_dim, ch, np, qkv, ps, ctx, bias, masked ? masks : NULL, scratch};
     char what[160];
     snprintf(what, sizeof what, "hk_attention windows %d heads %d head_dim %d tokens %d (padded %d) masks %d", windows,
              heads, head_dim, tokens, np, masked);
@@ -454,6 +454,75 @@ static void check_elementwise(int f) {
     pass("%s (largest error %.2f ulp)", what, worst);
 }
 
+// MARK: - hk_window_run
+
+typedef struct {
+    int windows, ch, hidden;
+    long arena_panel;
+    const float *w_qkv, *w_proj, *w_fc1, *w_fc2, *b, *norm, *bias;
+    float *tok, *arena, *ctx, *scratch;
+} block_case;
+
+/// A Swin block's steps over x in place (qkv and the hidden activations sharing one arena, as the model has them).
+static int block_steps(const block_case *c, float *x, hk_linear_args *lin, hk_attention_args *att, hk_step *steps) {
+    int ch = c->ch, chunks = c->windows * 4;
+    long p = ch * 16L, ap = c->arena_panel;
+    lin[0] = (hk_linear_args){3 * ch, ch, chunks, c->w_qkv, ch, c->tok, p, c->arena, ap, c->b, 0.3f, ch, 0, 0};
+    lin[1] = (hk_linear_args){ch, ch, chunks, c->w_proj, ch, c->ctx, p, x, p, c->b, 1, 0, 0, 1};
+    lin[2] = (hk_linear_args){c->hidden, ch, chunks, c->w_fc1, ch, c->tok, p, c->arena, ap, c->b, 1, 0, 1, 0};
+    lin[3] = (hk_linear_args){ch, c->hidden, chunks, c->w_fc2, c->hidden, c->arena, ap, x, p, c->b, 1, 0, 0, 1};
+    *att = (hk_attention_args){c->windows, 2, ch / 2, ch, 64, c->arena, ap, c->ctx, c->bias, NULL, c->scratch};
+    hk_step norm = {.kind = HK_STEP_LAYERNORM, .channels = ch, .x = x, .y = c->tok, .weight = c->norm,
+                    .bias = c->norm + ch, .eps = 1e-5f};
+    steps[0] = norm;
+    steps[1] = (hk_step){.kind = HK_STEP_LINEAR, .linear = &lin[0]};
+    steps[2] = (hk_step){.kind = HK_STEP_ATTENTION, .attention = att};
+    steps[3] = (hk_step){.kind = HK_STEP_LINEAR, .linear = &lin[1]};
+    steps[4] = norm;
+    steps[5] = (hk_step){.kind = HK_STEP_LINEAR, .linear = &lin[2]};
+    steps[6] = (hk_step){.kind = HK_STEP_LINEAR, .linear = &lin[3]};
+    return 7;
+}
+
+static void run_window(void *ctx, hk_pool *pool, float *out) {
+    const block_case *c = ctx;
+    hk_linear_args lin[4];
+    hk_attention_args att;
+    hk_step steps[7];
+    int n = block_steps(c, out, lin, &att, steps);
+    hk_window_run(pool, c->windows, 4, steps, n);
+}
+
+/// hk_window_run over a block's steps against the same steps one call at a time, bit for bit: by windows on each
+/// thread (enough windows, weights in L2), and step by step (too few windows to share).
+static void check_window_run(int windows, int ch) {
+    int hidden = 4 * ch;
+    long nx = windows * 4L * ch * 16, ap = (long)(3 * ch > hidden ? 3 * ch : hidden) * 16 + 16;
+    block_case c = {windows, ch, hidden, ap, random_floats(3L * ch * ch), random_floats((long)ch * ch),
+                    random_floats((long)hidden * ch), random_floats((long)hidden * ch), random_floats(hidden),
+                    random_floats(2L * ch), random_floats(2L * 64 * 64), alloc(nx * 4), alloc(windows * 4L * ap * 4),
+                    alloc(nx * 4), alloc(3L * 65 * 64 * 4)};
+    float *x0 = random_floats(nx), *x = alloc(nx * 4), *want = alloc(nx * 4);
+    char what[96];
+    snprintf(what, sizeof what, "hk_window_run %d windows of 64 tokens, %d channels", windows, ch);
+    run_threads(what, run_window, &c, x0, x, nx);
+    hk_linear_args lin[4];
+    hk_attention_args att;
+    hk_step steps[7];
+    memcpy(want, x0, nx * 4);
+    int n = block_steps(&c, want, lin, &att, steps);
+    for (int i = 0; i < n; i++) {
+        const hk_step *s = &steps[i];
+        if (s->kind == HK_STEP_LAYERNORM) hk_layernorm(NULL, s->channels, windows * 4, s->x, s->y, s->weight, s->bias, s->eps);
+        else if (s->kind == HK_STEP_ATTENTION) hk_attention(NULL, s->attention);
+        else hk_linear(NULL, s->linear);
+    }
+    for (long i = 0; i < nx; i++)
+        if (memcmp(x + i, want + i, sizeof(float)) != 0)
+            fail("%s: element %ld differs from the steps one by one: %.9g vs %.9g", what, i, x[i], want[i]);
+    pass("%s", what);
+}
+
 int main(void) {
     isa = hk_isa();
     for (int t = 0; t < 3; t++)
@@ -471,6 +540,9 @@ int main(void) {
     check_attention(3, 2, 12, 25, 1);
     check_attention(1, 1, 7, 40, 1);
     check_attention(4, 2, 16, 49, 1);
+
+    check_window_run(12, 48);
+    check_window_run(2, 48);
 
     check_layernorm(37, 30, 1);
     check_layernorm(96, 3, 0);

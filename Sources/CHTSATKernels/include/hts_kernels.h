@@ -70,7 +70,8 @@ void hk_linear_bf16(hk_pool *pool, const hk_linear_args *args, const uint32_t *p
 
 /// Multi-head self-attention inside windows, for every window and head.
 /// qkv: windows * padded tokens (window-major), 3 * channels rows (q, k, v; q already scaled), panel layout
-/// with panel stride 3 * channels * 16. context: same tokens, channels rows, panel stride channels * 16.
+/// with panel stride qkv_panel (>= 3 * channels * 16). context: same tokens, channels rows, panel stride
+/// channels * 16.
 /// bias: per head, the padded x padded matrix added to the scores, stored transposed as key rows x query
 /// columns in panel layout (panel stride padded * 16); rows of padding keys must be -infinity.
 /// masks: NULL, or one pointer per window (NULL for none) to a padded x padded matrix laid out like bias,
@@ -79,6 +80,7 @@ typedef struct {
     int windows, heads, head_dim, channels;
     int padded; // tokens per window rounded up to a multiple of 16
     const float *qkv;
+    long qkv_panel;
     float *context;
     const float *bias;
     const float *const *masks;
@@ -91,6 +93,31 @@ void hk_attention(hk_pool *pool, const hk_attention_args *args);
 /// y may be x. Biased variance, eps inside the square root, like torch.
 void hk_layernorm(hk_pool *pool, int channels, int chunks, const float *x, float *y,
                   const float *weight, const float *bias, float eps);
+
+/// What an hk_step runs.
+typedef enum { HK_STEP_LAYERNORM, HK_STEP_LINEAR, HK_STEP_ATTENTION } hk_step_kind;
+
+/// One step of hk_window_run: a LayerNorm, a linear layer or the attention, applied to one window's token panels.
+typedef struct {
+    hk_step_kind kind;
+    const hk_linear_args *linear;       // HK_STEP_LINEAR
+    const uint32_t *packed;             // HK_STEP_LINEAR in bfloat16 (as hk_linear_bf16), else NULL
+    uint32_t *pairs;
+    const hk_attention_args *attention; // HK_STEP_ATTENTION
+    int channels;                       // HK_STEP_LAYERNORM, as hk_layernorm
+    const float *x;
+    float *y;
+    const float *weight, *bias;
+    float eps;
+} hk_step;
+
+/// Runs `count` steps over `windows` windows of `window_chunks` token panels, with the same results, bit for bit, as
+/// running each step over all of them in turn (hk_layernorm, hk_linear or hk_linear_bf16, hk_attention; the steps'
+/// arguments describe whole tensors, and an attention's `windows` is this call's). Where every layer's weights fit L2,
+/// each thread runs all the steps of one window before the next, so that the window's activations stay in its
+/// caches from step to step (in float32); otherwise, step by step. A step may read only its own window's part of what
+/// earlier steps wrote.
+void hk_window_run(hk_pool *pool, int windows, int window_chunks, const hk_step *steps, int count);
 
 /// Token gather: column t of dst (t < chunks * 16) receives column index[t] of src, or zeros when
 /// index[t] < 0; with `accumulate` it is added to dst instead. `channels` rows; panel strides src_panel and

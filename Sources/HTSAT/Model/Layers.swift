@@ -83,15 +83,23 @@ struct Linear {
     func callAsFunction(_ x: UnsafePointer<Float>, chunks: Int, into y: UnsafeMutablePointer<Float>, ws: Workspace,
                         xPanel: Int? = nil, yPanel: Int? = nil, scaleRows: Int = 0, scale: Float = 1,
                         gelu: Bool = false, accumulate: Bool = false) {
-        var args = hk_linear_args(
+        var args = arguments(x, chunks: chunks, into: y, xPanel: xPanel, yPanel: yPanel, scaleRows: scaleRows,
+                             scale: scale, gelu: gelu, accumulate: accumulate)
+        if let packed, let pairs = ws.bfloat16Pairs { hk_linear_bf16(ws.pool, &args, packed.p, pairs) }
+        else { hk_linear(ws.pool, &args) }
+    }
+
+    /// The kernel's arguments for `callAsFunction` (and for a step of a WindowRun).
+    func arguments(_ x: UnsafePointer<Float>, chunks: Int, into y: UnsafeMutablePointer<Float>, xPanel: Int? = nil,
+                   yPanel: Int? = nil, scaleRows: Int = 0, scale: Float = 1, gelu: Bool = false,
+                   accumulate: Bool = false) -> hk_linear_args {
+        hk_linear_args(
             rows: Int32(outFeatures), depth: Int32(inFeatures), chunks: Int32(chunks),
             a: weight.baseAddress, a_stride: inFeatures,
             x: x, x_panel: xPanel ?? inFeatures * Panels.width,
             y: y, y_panel: yPanel ?? outFeatures * Panels.width,
             bias: bias?.baseAddress, scale: scale, scale_rows: Int32(scaleRows),
             gelu: gelu ? 1 : 0, accumulate: accumulate ? 1 : 0)
-        if let packed, let pairs = ws.bfloat16Pairs { hk_linear_bf16(ws.pool, &args, packed.p, pairs) }
-        else { hk_linear(ws.pool, &args) }
     }
 }
 

@@ -49,22 +49,30 @@ struct SwinTransformerBlock {
         mlp = try Mlp(sd, "\(prefix).mlp", dim: dim, precision: precision)
     }
 
-    /// Runs the block in place on `x` (dim x the layout's slots, panel layout).
+    /// Runs the block in place on `x` (dim x the layout's slots, panel layout), window by window where the kernels
+    /// find that pays (hk_window_run).
     func callAsFunction(_ x: UnsafeMutablePointer<Float>, ws: Workspace) {
         let chunks = layout.chunks, windows = layout.partition.windowCount, panel = dim * Panels.width
+        let run = ws.windowRun, windowChunks = layout.padded / Panels.width
+        // q, k, v and the MLP's hidden activations share the arena: with one panel stride, each window's part of
+        // both is the same memory, which no other window's steps touch.
+        let arenaPanel = max(3 * dim, mlp.hidden) * Panels.width
         // Attention branch: the residual add is the projection's epilogue, or part of the gather back.
         if let gather = shiftedGather, let scatter = shiftedScatter {
             hk_gather(ws.pool, Int32(dim), Int32(chunks), gather, x, panel, ws.tokens.p, panel, Panels.width, 0)
-            norm1(ws.tokens.p, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
-            attn(ws.tokens.p, windowCount: windows, ws: ws, into: ws.tokens.p, accumulate: false)
+            run.layerNorm(norm1, ws.tokens.p, into: ws.tokens.p)
+            attn.steps(run, ws.tokens.p, windowCount: windows, qkvPanel: arenaPanel, ws: ws, into: ws.tokens.p,
+                       accumulate: false)
+            run.run(windows: windows, windowChunks: windowChunks, pool: ws.pool)
             hk_gather(ws.pool, Int32(dim), Int32(chunks), scatter, ws.tokens.p, panel, x, panel, Panels.width, 1)
         } else {
-            norm1(x, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
-            attn(ws.tokens.p, windowCount: windows, ws: ws, into: x, accumulate: true)
+            run.layerNorm(norm1, x, into: ws.tokens.p)
+            attn.steps(run, ws.tokens.p, windowCount: windows, qkvPanel: arenaPanel, ws: ws, into: x, accumulate: true)
         }
         // MLP branch: GELU and the residual add are the linear layers' epilogues.
-        norm2(x, chunks: chunks, into: ws.tokens.p, pool: ws.pool)
-        mlp.fc1(ws.tokens.p, chunks: chunks, into: ws.arena.p, ws: ws, gelu: true)
-        mlp.fc2(ws.arena.p, chunks: chunks, into: x, ws: ws, accumulate: true)
+        run.layerNorm(norm2, x, into: ws.tokens.p)
+        run.linear(mlp.fc1, ws.tokens.p, chunks: chunks, into: ws.arena.p, ws: ws, yPanel: arenaPanel, gelu: true)
+        run.linear(mlp.fc2, ws.arena.p, chunks: chunks, into: x, ws: ws, xPanel: arenaPanel, accumulate: true)
+        run.run(windows: windows, windowChunks: windowChunks, pool: ws.pool)
     }
 }

@@ -221,18 +221,19 @@ struct WindowAttention {
                                  windows: partition.windowCount, mask: mask)
     }
 
-    /// `windows` holds the (normalized) tokens window by window (`windowCount` windows of `padded` slots);
-    /// the projected result goes to `out` in the same order, added to it when `accumulate`.
-    func callAsFunction(_ windows: UnsafePointer<Float>, windowCount: Int, ws: Workspace,
-                        into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    /// Adds its steps to `run`: `windows` holds the (normalized) tokens window by window (`windowCount` windows of
+    /// `padded` slots); the projected result goes to `out` in the same order, added to it when `accumulate`.
+    /// q, k and v go to the arena with panel stride `qkvPanel` (at least 3 * dim * 16).
+    func steps(_ run: WindowRun, _ windows: UnsafePointer<Float>, windowCount: Int, qkvPanel: Int, ws: Workspace,
+               into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let chunks = windowCount * padded / Panels.width
         // q = (x Wq + bq) * scale before q k^T, as the official code scales it.
-        qkv(windows, chunks: chunks, into: ws.arena.p, ws: ws, scaleRows: dim, scale: scale)
-        var args = hk_attention_args(
+        run.linear(qkv, windows, chunks: chunks, into: ws.arena.p, ws: ws, yPanel: qkvPanel, scaleRows: dim,
+                   scale: scale)
+        run.attention(hk_attention_args(
             windows: Int32(windowCount), heads: Int32(heads), head_dim: Int32(headDim), channels: Int32(dim),
-            padded: Int32(padded), qkv: ws.arena.p, context: ws.context.p, bias: tables.bias.p,
-            masks: UnsafePointer(tables.maskPointers), scratch: ws.attentionScratch.p)
-        hk_attention(ws.pool, &args)
-        proj(ws.context.p, chunks: chunks, into: out, ws: ws, accumulate: accumulate)
+            padded: Int32(padded), qkv: ws.arena.p, qkv_panel: qkvPanel, context: ws.context.p, bias: tables.bias.p,
+            masks: UnsafePointer(tables.maskPointers), scratch: ws.attentionScratch.p))
+        run.linear(proj, ws.context.p, chunks: chunks, into: out, ws: ws, accumulate: accumulate)
     }
 }

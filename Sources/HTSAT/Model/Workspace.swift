@@ -19,6 +19,8 @@ final class Workspace {
     let context: FloatBuffer
     /// Per-thread scores of one window and head.
     let attentionScratch: FloatBuffer
+    /// The steps of a block's window run.
+    let windowRun = WindowRun()
     let headLogits: FloatBuffer
     /// Activations rounded to bfloat16 pairs for the linear layers, when the model runs in bfloat16.
     let bfloat16Pairs: UnsafeMutablePointer<UInt32>?
