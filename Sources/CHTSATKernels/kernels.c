@@ -45,6 +45,12 @@ typedef struct {
     int accumulate;
 } hk_epilogue;
 
+/// The share of a core's L2 (1 MB on Zen 4) that one layer's weights, or a block of token panels, may take and stay.
+#define HK_L2_SHARE 786432L
+
+/// Whether a linear layer's weights (rows x depth) stay in L2 as token panels stream past them.
+static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * depth * (long)sizeof(float) <= HK_L2_SHARE; }
+
 /// Token-panel groups (nv panels of `depth` rows each) that a linear layer of `rows` outputs runs past each
 /// weight tile in turn. Where the weights fit L2 (768 KB: stages 0 and 1), a block is as many groups as fill
 /// 24 KB of L1: the block stays in L1 as the weight rows stream past it from L2, each tile once per block
@@ -55,14 +61,14 @@ typedef struct {
 /// 59.3 -> 57.6 ms.
 static inline int hk_group_block(int nv, int depth, int rows) {
     long bytes = (long)nv * depth * 16 * (long)sizeof(float);
-    long cache = (long)rows * depth * (long)sizeof(float) <= 786432 ? 24576 : 786432;
+    long cache = hk_weights_fit_l2(rows, depth) ? 24576 : HK_L2_SHARE;
     return bytes >= cache ? 1 : (int)(cache / bytes);
 }
 
 /// Whether linear_range prefetches each weight tile's successor into L1 while the current tile runs (kernels_impl.h
 /// says where that pays): 1-panel groups, weights beyond L2, and a tile that fits L1 beside a panel.
 static inline int hk_prefetch_weights(int nv, int mr, int depth, int rows) {
-    return nv == 1 && (long)rows * depth * (long)sizeof(float) > 786432 && (long)mr * depth * (long)sizeof(float) <= 12288;
+    return nv == 1 && !hk_weights_fit_l2(rows, depth) && (long)mr * depth * (long)sizeof(float) <= 12288;
 }
 
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,
@@ -393,8 +399,7 @@ void hk_window_run(hk_pool *pool, int windows, int window_chunks, const hk_step 
     int fused = window_chunks % im->nv == 0 && windows >= 4 * hk_pool_threads(pool);
     for (int i = 0; i < count; i++) {
         const hk_linear_args *a = steps[i].linear;
-        if (steps[i].kind == HK_STEP_LINEAR &&
-            (steps[i].packed || (long)a->rows * a->depth * (long)sizeof(float) > 786432)) fused = 0;
+        if (steps[i].kind == HK_STEP_LINEAR && (steps[i].packed || !hk_weights_fit_l2(a->rows, a->depth))) fused = 0;
     }
     if (fused) {
         window_job job = {im, window_chunks, count, steps};
