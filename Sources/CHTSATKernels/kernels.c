@@ -266,10 +266,15 @@ typedef struct {
     int per_item;
 } attention_job;
 
+/// The thread's own part of an attention's scratch (see hk_attention_args).
+static float *attention_scratch(const hk_attention_args *a, int thread) {
+    return a->scratch + (long)thread * (a->padded + 1) * a->padded;
+}
+
 static void attention_item(void *ctx, int item, int thread) {
     const attention_job *j = ctx;
     const hk_attention_args *a = j->args;
-    float *scratch = a->scratch + (long)thread * (a->padded + 1) * a->padded;
+    float *scratch = attention_scratch(a, thread);
     int total = a->windows * a->heads;
     for (int i = item * j->per_item; i < min_int((item + 1) * j->per_item, total); i++)
         j->impl->attention_item(a, i / a->heads, i % a->heads, scratch);
@@ -379,9 +384,8 @@ static void window_item(void *ctx, int window, int thread) {
         if (s->kind == HK_STEP_LAYERNORM) {
             j->impl->layernorm_range(s->channels, c0, c1, s->x, s->y, s->weight, s->bias, s->eps);
         } else if (s->kind == HK_STEP_ATTENTION) {
-            const hk_attention_args *a = s->attention;
-            float *scratch = a->scratch + (long)thread * (a->padded + 1) * a->padded;
-            for (int h = 0; h < a->heads; h++) j->impl->attention_item(a, window, h, scratch);
+            for (int h = 0; h < s->attention->heads; h++)
+                j->impl->attention_item(s->attention, window, h, attention_scratch(s->attention, thread));
         } else {
             j->impl->linear_range(s->linear, c0 / nv, c1 / nv, 0, ceil_div(s->linear->rows, j->impl->mr));
         }

@@ -85,8 +85,14 @@ struct Linear {
                         gelu: Bool = false, accumulate: Bool = false) {
         var args = arguments(x, chunks: chunks, into: y, xPanel: xPanel, yPanel: yPanel, scaleRows: scaleRows,
                              scale: scale, gelu: gelu, accumulate: accumulate)
-        if let packed, let pairs = ws.bfloat16Pairs { hk_linear_bf16(ws.pool, &args, packed.p, pairs) }
+        if let (packed, pairs) = bfloat16(ws) { hk_linear_bf16(ws.pool, &args, packed, pairs) }
         else { hk_linear(ws.pool, &args) }
+    }
+
+    /// The bfloat16 weights and the workspace's activation pairs, when this layer runs in bfloat16.
+    func bfloat16(_ ws: Workspace) -> (packed: UnsafeMutablePointer<UInt32>, pairs: UnsafeMutablePointer<UInt32>)? {
+        guard let packed, let pairs = ws.bfloat16Pairs else { return nil }
+        return (packed.p, pairs)
     }
 
     /// The kernel's arguments for `callAsFunction` (and for a step of a WindowRun).

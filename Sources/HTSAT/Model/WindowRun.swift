@@ -28,10 +28,9 @@ final class WindowRun {
                 gelu: Bool = false, accumulate: Bool = false) {
         linears[count] = layer.arguments(x, chunks: chunks, into: y, xPanel: xPanel, yPanel: yPanel,
                                          scaleRows: scaleRows, scale: scale, gelu: gelu, accumulate: accumulate)
-        let packed = ws.bfloat16Pairs == nil ? nil : layer.packed
-        append(hk_step(kind: HK_STEP_LINEAR, linear: linears + count, packed: packed.map { UnsafePointer($0.p) },
-                       pairs: packed == nil ? nil : ws.bfloat16Pairs, attention: nil, channels: 0, x: nil, y: nil,
-                       weight: nil, bias: nil, eps: 0))
+        let bf16 = layer.bfloat16(ws)
+        append(hk_step(kind: HK_STEP_LINEAR, linear: linears + count, packed: bf16.map { UnsafePointer($0.packed) },
+                       pairs: bf16?.pairs, attention: nil, channels: 0, x: nil, y: nil, weight: nil, bias: nil, eps: 0))
     }
 
     /// Window attention, as `hk_attention`.
