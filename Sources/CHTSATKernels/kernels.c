@@ -3,8 +3,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -45,30 +47,80 @@ typedef struct {
     int accumulate;
 } hk_epilogue;
 
-/// The share of a core's L2 (1 MB on Zen 4) that one layer's weights, or a block of token panels, may take and stay.
-#define HK_L2_SHARE 786432L
+/// A per-core cache's size in bytes (level 1: data; level 2): sysconf (glibc reads cpuid on x86), else sysfs (arm64's
+/// glibc reports none), else 0.
+static long cache_bytes(int level) {
+    long v = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : _SC_LEVEL2_CACHE_SIZE);
+    if (v > 0) return v;
+    for (int i = 0; i < 8; i++) {
+        char path[64], type[16] = "", unit = 0;
+        int lvl = 0;
+        long size = 0;
+        FILE *f;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        if (!(f = fopen(path, "r"))) break;
+        if (fscanf(f, "%d", &lvl) != 1) lvl = 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+        if ((f = fopen(path, "r"))) { if (fscanf(f, "%15s", type) != 1) type[0] = 0; fclose(f); }
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        if ((f = fopen(path, "r"))) { if (fscanf(f, "%ld%c", &size, &unit) < 1) size = 0; fclose(f); }
+        if (lvl != level || strcmp(type, level == 1 ? "Data" : "Unified") != 0) continue;
+        return unit == 'K' ? size << 10 : unit == 'M' ? size << 20 : size;
+    }
+    return 0;
+}
+
+/// 3/4 of a core's L1 data cache (bytes): what a block of token panels, with the weight rows streaming past it, may
+/// take and stay (24 KB on Zen 4's 32 KB). Measured once; Zen 4's size where the CPU reports none or an odd one.
+static long hk_l1_share(void) {
+    static _Atomic long share;
+    long v = share;
+    if (!v) {
+        long bytes = cache_bytes(1);
+        share = v = (bytes >= 16384 && bytes <= 262144 ? bytes : 32768) / 4 * 3;
+    }
+    return v;
+}
+
+/// 3/4 of a core's L2 (bytes): what one layer's weights, or a block of token panels, may take and stay (768 KB on
+/// Zen 4's 1 MB; 384 KB on Zen 3, 1.5 MB on a Xeon's 2 MB). Measured once, like hk_l1_share.
+static long hk_l2_share(void) {
+    static _Atomic long share;
+    long v = share;
+    if (!v) {
+        long bytes = cache_bytes(2);
+        share = v = (bytes >= 131072 && bytes <= 16777216 ? bytes : 1048576) / 4 * 3;
+    }
+    return v;
+}
+
+void hk_cache_shares(long *l1, long *l2) {
+    *l1 = hk_l1_share();
+    *l2 = hk_l2_share();
+}
 
 /// Whether a linear layer's weights (rows x depth) stay in L2 as token panels stream past them.
-static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * depth * (long)sizeof(float) <= HK_L2_SHARE; }
+static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * depth * (long)sizeof(float) <= hk_l2_share(); }
 
 /// Token-panel groups (nv panels of `depth` rows each) that a linear layer of `rows` outputs runs past each
-/// weight tile in turn. Where the weights fit L2 (768 KB: stages 0 and 1), a block is as many groups as fill
-/// 24 KB of L1: the block stays in L1 as the weight rows stream past it from L2, each tile once per block
-/// (AVX2's 1-panel groups of depth 96 go 4 at a time: stage 0 -0.4 ms; AVX-512's 4-panel groups are that size
-/// already, and larger blocks cost it 0.8 ms there). Otherwise as many groups as fit L2 go past each weight
-/// tile, which stays in L1, and the weights (beyond L2 from stage 2 on, beyond L3 in stage 3) are fetched once
-/// per block rather than once per group. AVX2 (1-panel groups), 1 thread: stage 3 20.6 -> 19.2 ms, stage 2
+/// weight tile in turn. Where the weights fit L2 (stages 0 and 1 on Zen 4), a block is as many groups as fill the
+/// L1 share: the block stays in L1 as the weight rows stream past it from L2, each tile once per block
+/// (AVX2's 1-panel groups of depth 96 go 4 at a time on Zen 4: stage 0 -0.4 ms; AVX-512's 4-panel groups are that
+/// size already, and larger blocks cost it 0.8 ms there). Otherwise as many groups as fit the L2 share go past each
+/// weight tile, which stays in L1, and the weights (beyond L2 from stage 2 on, beyond L3 in stage 3) are fetched once
+/// per block rather than once per group. AVX2 (1-panel groups), 1 thread, Zen 4: stage 3 20.6 -> 19.2 ms, stage 2
 /// 59.3 -> 57.6 ms.
 static inline int hk_group_block(int nv, int depth, int rows) {
     long bytes = (long)nv * depth * 16 * (long)sizeof(float);
-    long cache = hk_weights_fit_l2(rows, depth) ? 24576 : HK_L2_SHARE;
+    long cache = hk_weights_fit_l2(rows, depth) ? hk_l1_share() : hk_l2_share();
     return bytes >= cache ? 1 : (int)(cache / bytes);
 }
 
 /// Whether linear_range prefetches each weight tile's successor into L1 while the current tile runs (kernels_impl.h
-/// says where that pays): 1-panel groups, weights beyond L2, and a tile that fits L1 beside a panel.
+/// says where that pays): 1-panel groups, weights beyond L2, and a tile that fits half the L1 share, beside a panel.
 static inline int hk_prefetch_weights(int nv, int mr, int depth, int rows) {
-    return nv == 1 && !hk_weights_fit_l2(rows, depth) && (long)mr * depth * (long)sizeof(float) <= 12288;
+    return nv == 1 && !hk_weights_fit_l2(rows, depth) && (long)mr * depth * (long)sizeof(float) <= hk_l1_share() / 2;
 }
 
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,

@@ -59,4 +59,26 @@ final class KernelVariantTests: XCTestCase {
         XCTAssertEqual(HTSATModel.kernelISA, best, "runtime dispatch picks the widest variant the CPU has")
         #endif
     }
+
+    /// The kernels block for this CPU's caches: 3/4 of cpu0's L1 data cache and L2 as sysfs reports them, an
+    /// independent reading of what glibc's sysconf gives the kernels.
+    func testCacheBudgetsFollowTheCPU() throws {
+        func sysfs(_ index: Int, _ name: String) -> String? {
+            (try? String(contentsOfFile: "/sys/devices/system/cpu/cpu0/cache/index\(index)/\(name)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func size(level: Int, type: String) -> Int? {
+            for i in 0..<8 where sysfs(i, "level") == String(level) && sysfs(i, "type") == type {
+                guard let text = sysfs(i, "size"), let n = Int(text.filter(\.isNumber)) else { return nil }
+                return text.hasSuffix("M") ? n << 20 : text.hasSuffix("K") ? n << 10 : n
+            }
+            return nil
+        }
+        let shares = HTSATModel.kernelCacheShares
+        guard let l1 = size(level: 1, type: "Data"), let l2 = size(level: 2, type: "Unified") else {
+            throw XCTSkip("this machine's sysfs names no L1 data cache or L2")
+        }
+        XCTAssertEqual(shares.l1, l1 / 4 * 3, "L1d of \(l1) bytes")
+        XCTAssertEqual(shares.l2, l2 / 4 * 3, "L2 of \(l2) bytes")
+    }
 }

@@ -33,6 +33,10 @@ int hk_pool_threads(const hk_pool *pool);
 /// The instruction set the kernels run with: "avx512", "avx2", "neon" or "generic".
 const char *hk_isa(void);
 
+/// The cache budgets the kernels block for, in bytes: 3/4 of a core's L1 data cache and of its L2, as the CPU reports
+/// them (Zen 4's 32 KB and 1 MB where it reports none). They choose loop orders only, never the results.
+void hk_cache_shares(long *l1, long *l2);
+
 /// y = epilogue(a * x + bias): a linear layer over `chunks` token panels.
 /// a: rows x depth, row r at a + r * a_stride (PyTorch's Linear weight as stored). x: depth rows, panel
 /// stride x_panel. y: rows rows, panel stride y_panel; y must not overlap x.

@@ -82,7 +82,7 @@ private struct Report {
 
     /// The `--json` object: fixed field order, times in ms to 0.001.
     private struct JSON: Encodable {
-        let model: String, threads: Int, isa: String, runs: Int
+        let model: String, threads: Int, isa: String, cache_shares_kb: OrderedJSONObject<Int>, runs: Int
         let median_ms: Double, p10_ms: Double, p90_ms: Double, min_ms: Double, max_ms: Double
         let stages_ms: OrderedJSONObject<Double>, gflop_per_window: Double, gflops: Double, parameters: Int
         let load_ms: Double?, peak_rss_mb: Double?
@@ -90,10 +90,14 @@ private struct Report {
         let weights: String
     }
 
+    /// The kernels' cache budgets, which choose their loop orders on this CPU.
+    private var caches: (l1: Int, l2: Int) { HTSATModel.kernelCacheShares }
+
     func json() -> String {
         let r = LineEncoder.rounded
         return LineEncoder.encode(JSON(
-            model: model, threads: threads, isa: isa, runs: result.runs.count,
+            model: model, threads: threads, isa: isa, cache_shares_kb: OrderedJSONObject([("l1", caches.l1 / 1024), ("l2", caches.l2 / 1024)]),
+            runs: result.runs.count,
             median_ms: r(result.median), p10_ms: r(result.p10), p90_ms: r(result.p90),
             min_ms: r(result.runs.min() ?? 0), max_ms: r(result.runs.max() ?? 0),
             stages_ms: OrderedJSONObject(result.stageMedians.map { ($0.name, r($0.ms)) }),
@@ -109,7 +113,7 @@ private struct Report {
             "model           \(model)",
             row("architecture", "embed \(config.embedDim), depths \(config.depths), heads \(config.numHeads), \(config.classes) classes"),
             row("parameters", String(format: "%.2f M", Double(parameters) / 1e6)),
-            row("threads", "\(threads) (\(isa) kernels)"),
+            row("threads", "\(threads) (\(isa) kernels, blocked for \(caches.l1 / 1024) KB of L1 and \(caches.l2 / 1024) KB of L2)"),
         ]
         if let loadMs { lines.append(row("load", ms(loadMs))) }
         lines.append(row("window", "\(ms(result.median)) median   p10 \(ms(result.p10))   p90 \(ms(result.p90))   (\(result.runs.count) runs)"))

@@ -111,6 +111,13 @@ public final class HTSATModel {
     /// The instruction set the kernels run with on this CPU ("avx512", "avx2" or "generic").
     public static var kernelISA: String { String(cString: hk_isa()) }
 
+    /// The cache budgets (bytes) the kernels block their loops for: 3/4 of a core's L1 data cache and of its L2.
+    public static var kernelCacheShares: (l1: Int, l2: Int) {
+        var l1 = 0, l2 = 0
+        hk_cache_shares(&l1, &l2)
+        return (l1, l2)
+    }
+
     /// Whether this CPU runs `HTSATPrecision.bfloat16` (AVX512-BF16).
     public static var supportsBFloat16: Bool { hk_bf16_supported() != 0 }
 
