@@ -10,7 +10,8 @@ import SystemSupport
 /// only appends to per-client backlogs under a lock and wakes that thread through a pipe, so it
 /// never blocks on the network. A client whose backlog exceeds `maxClientBacklog` bytes (it stopped
 /// reading) is dropped. Data sent by clients is read and ignored; a client may shut down its
-/// write side and keep reading. `close()` must be called: it stops the thread and removes the socket file.
+/// write side and keep reading. `close()` must be called: it sends what is queued to the clients still reading (for
+/// `closeDrainSeconds` at most), stops the thread and removes the socket file.
 public final class UnixSocketSink: Sink, @unchecked Sendable {
     /// Events and device status.
     public let accepts: Set<OutputMessage.Kind> = [.event, .status]
@@ -18,6 +19,8 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
     public let path: String
     /// Bytes a client may fall behind before it is dropped.
     public let maxClientBacklog: Int
+    /// Seconds `close()` keeps writing the last lines to clients that are still reading.
+    public let closeDrainSeconds: Double
     /// Cap on remembered open events; past it the oldest is forgotten (only a runaway producer gets there).
     public static let maxOpenEvents = 4096
 
@@ -61,9 +64,10 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
     /// Serves `path` with file `mode`; `group` (a group id) becomes the socket file's group, so its members may
     /// connect under a mode like 0660 (a systemd DynamicUser's own group has no members).
     public init(path: String, mode: mode_t = 0o660, group: gid_t? = nil, maxClientBacklog: Int = 256 * 1024,
-                logger: Logger) throws {
+                closeDrainSeconds: Double = 2, logger: Logger) throws {
         self.path = path
         self.maxClientBacklog = max(1, maxClientBacklog)
+        self.closeDrainSeconds = max(0, closeDrainSeconds)
         self.logger = logger
         let (listenFD, device, inode) = try Self.listen(at: path, mode: mode, group: group)
         do {
@@ -208,13 +212,40 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
             }
             lock.unlock()
         }
-        // Last chance for lines published just before close (e.g. final stop events); never blocks.
-        lock.lock()
-        for client in clients where client.dropReason == nil && client.backlog > 0 {
-            flush(client)
-        }
-        lock.unlock()
+        drainBeforeClose()
         finished.signal()
+    }
+
+    /// Lines published just before close (the final stop events, a burst of up to ~90 kB) outgrow a client's socket
+    /// buffer: keep writing to the clients still reading until every backlog is sent or `closeDrainSeconds` pass,
+    /// so that a slow but healthy reader loses nothing, and a stalled one delays shutdown by that bound at most.
+    private func drainBeforeClose() {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(closeDrainSeconds * 1e9)
+        var fds: [pollfd] = []
+        var polled: [Client] = []
+        while true {
+            lock.lock()
+            for client in clients where client.dropReason == nil && client.backlog > 0 { flush(client) }
+            polled = clients.filter { $0.dropReason == nil && $0.backlog > 0 }
+            lock.unlock()
+            let now = DispatchTime.now().uptimeNanoseconds
+            if polled.isEmpty { return }
+            if now >= deadline {
+                let bytes = polled.reduce(0) { $0 + $1.backlog }
+                logger.warning("closing event socket with lines unsent: clients stopped reading during shutdown",
+                               metadata: ["clients": "\(polled.count)", "bytes": "\(bytes)",
+                                          "bound_s": "\(closeDrainSeconds)"])
+                return
+            }
+            fds = polled.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
+            let ms = Int32(min(100, max(1, (deadline - now) / 1_000_000)))
+            _ = posixCall { poll(&fds, nfds_t(fds.count), ms) }
+            lock.lock()
+            for (index, client) in polled.enumerated() where fds[index].revents & Int16(POLLHUP | POLLERR) != 0 {
+                client.dropReason = "it hung up"
+            }
+            lock.unlock()
+        }
     }
 
     private func acceptClients() {

@@ -192,6 +192,45 @@ final class UnixSocketSinkTests: XCTestCase {
         client.close()
     }
 
+    /// The final burst before shutdown (stop lines of every open event) outgrows the socket buffers: close() keeps
+    /// writing until a reader that is still reading has it all, and only then disconnects it.
+    func testCloseSendsTheLastBurstToAClientStillReading() throws {
+        let sink = try makeSink(maxClientBacklog: 4 << 20)
+        let client = try connect(1, to: sink)[0]
+        // About 2 MB: far more than a Unix socket's buffers, so most of it is still queued when close() begins.
+        let expected = (0..<2000).map { eventLine($0, padding: 1000) }
+        for line in expected { sink.publish(message(line)) }
+        let closed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { sink.close(); closed.signal() }
+        usleep(300_000)  // the client reads only once close() is under way
+        assertLines(client.readLines(expected.count), expected, "reader during close")
+        XCTAssertEqual(closed.wait(timeout: .now() + 5), .success, "close() did not return after the backlog was sent")
+        XCTAssertEqual(client.readToEnd(), [])
+        XCTAssertTrue(client.sawEOF)
+        XCTAssertFalse(logs.records.contains { $0.message.contains("unsent") }, "\(logs.records.map(\.message))")
+        client.close()
+    }
+
+    /// A client that stopped reading holds close() for closeDrainSeconds at most, and the lines it never got are logged.
+    func testCloseGivesUpOnAStalledClientAfterItsBound() throws {
+        let sink = try UnixSocketSink(path: socketPath, maxClientBacklog: 4 << 20, closeDrainSeconds: 0.5,
+                                      logger: logs.logger())
+        let stalled = try connect(1, to: sink)[0]
+        for i in 0..<2000 { sink.publish(message(eventLine(i, padding: 1000))) }
+        let start = Date()
+        sink.close()
+        let took = Date().timeIntervalSince(start)
+        XCTAssertGreaterThanOrEqual(took, 0.45, "close() gave up before its bound")
+        XCTAssertLessThan(took, 2, "close() took \(took) s with a 0.5-s bound")
+        let warning = logs.records.first { $0.level == .warning && $0.message.contains("unsent") }
+        XCTAssertEqual(warning?.metadata["clients"]?.description, "1", "\(logs.records.map(\.message))")
+        let got = stalled.readToEnd()
+        XCTAssertTrue(stalled.sawEOF)
+        XCTAssertLessThan(got.count, 2000)
+        assertLines(got, (0..<got.count).map { eventLine($0, padding: 1000) }, "stalled client's prefix")
+        stalled.close()
+    }
+
     func testStaleSocketIsReplaced() throws {
         // A bound socket nobody listens on: what a crashed daemon leaves behind.
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
