@@ -71,37 +71,27 @@ static long cache_bytes(int level) {
     return 0;
 }
 
-/// 3/4 of a core's L1 data cache (bytes): what a block of token panels, with the weight rows streaming past it, may
-/// take and stay (24 KB on Zen 4's 32 KB). Measured once; Zen 4's size where the CPU reports none or an odd one.
-static long hk_l1_share(void) {
-    static _Atomic long share;
-    long v = share;
+/// 3/4 of a core's cache at `level` (1: L1 data, 2: L2), in bytes: the L1 share is what a block of token panels may
+/// take and stay as the weight rows stream past it (24 KB on Zen 4's 32 KB); the L2 share what one layer's weights,
+/// or a block of token panels, may take and stay (768 KB on Zen 4's 1 MB, 384 KB on Zen 3, 1.5 MB on a Xeon's 2 MB).
+/// Measured once; Zen 4's sizes where the CPU reports none or an odd one.
+static long cache_share(int level) {
+    static _Atomic long shares[3];
+    long v = shares[level];
     if (!v) {
-        long bytes = cache_bytes(1);
-        share = v = (bytes >= 16384 && bytes <= 262144 ? bytes : 32768) / 4 * 3;
-    }
-    return v;
-}
-
-/// 3/4 of a core's L2 (bytes): what one layer's weights, or a block of token panels, may take and stay (768 KB on
-/// Zen 4's 1 MB; 384 KB on Zen 3, 1.5 MB on a Xeon's 2 MB). Measured once, like hk_l1_share.
-static long hk_l2_share(void) {
-    static _Atomic long share;
-    long v = share;
-    if (!v) {
-        long bytes = cache_bytes(2);
-        share = v = (bytes >= 131072 && bytes <= 16777216 ? bytes : 1048576) / 4 * 3;
+        long bytes = cache_bytes(level), lo = level == 1 ? 16384 : 131072, hi = level == 1 ? 262144 : 16777216;
+        shares[level] = v = (bytes >= lo && bytes <= hi ? bytes : level == 1 ? 32768 : 1048576) / 4 * 3;
     }
     return v;
 }
 
 void hk_cache_shares(long *l1, long *l2) {
-    *l1 = hk_l1_share();
-    *l2 = hk_l2_share();
+    *l1 = cache_share(1);
+    *l2 = cache_share(2);
 }
 
 /// Whether a linear layer's weights (rows x depth) stay in L2 as token panels stream past them.
-static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * depth * (long)sizeof(float) <= hk_l2_share(); }
+static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * depth * (long)sizeof(float) <= cache_share(2); }
 
 /// Token-panel groups (nv panels of `depth` rows each) that a linear layer of `rows` outputs runs past each
 /// weight tile in turn. Where the weights fit L2 (stages 0 and 1 on Zen 4), a block is as many groups as fill the
@@ -113,14 +103,14 @@ static inline int hk_weights_fit_l2(int rows, int depth) { return (long)rows * d
 /// 59.3 -> 57.6 ms.
 static inline int hk_group_block(int nv, int depth, int rows) {
     long bytes = (long)nv * depth * 16 * (long)sizeof(float);
-    long cache = hk_weights_fit_l2(rows, depth) ? hk_l1_share() : hk_l2_share();
+    long cache = hk_weights_fit_l2(rows, depth) ? cache_share(1) : cache_share(2);
     return bytes >= cache ? 1 : (int)(cache / bytes);
 }
 
 /// Whether linear_range prefetches each weight tile's successor into L1 while the current tile runs (kernels_impl.h
 /// says where that pays): 1-panel groups, weights beyond L2, and a tile that fits half the L1 share, beside a panel.
 static inline int hk_prefetch_weights(int nv, int mr, int depth, int rows) {
-    return nv == 1 && !hk_weights_fit_l2(rows, depth) && (long)mr * depth * (long)sizeof(float) <= hk_l1_share() / 2;
+    return nv == 1 && !hk_weights_fit_l2(rows, depth) && (long)mr * depth * (long)sizeof(float) <= cache_share(1) / 2;
 }
 
 typedef void hk_tile_fn(int depth, const float *const *ar, long ak, long achunk, const float *x, long xp, float *out,
