@@ -207,9 +207,7 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
                 }
             }
             // Publishes may have queued data since poll() was set up, so flush everything pending.
-            for client in clients where client.dropReason == nil && client.backlog > 0 {
-                flush(client)
-            }
+            flushPending()
             lock.unlock()
         }
         drainBeforeClose()
@@ -221,12 +219,10 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
     /// so that a slow but healthy reader loses nothing, and a stalled one delays shutdown by that bound at most.
     private func drainBeforeClose() {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(closeDrainSeconds * 1e9)
-        var fds: [pollfd] = []
-        var polled: [Client] = []
         while true {
             lock.lock()
-            for client in clients where client.dropReason == nil && client.backlog > 0 { flush(client) }
-            polled = clients.filter { $0.dropReason == nil && $0.backlog > 0 }
+            flushPending()
+            let polled = clients.filter { $0.dropReason == nil && $0.backlog > 0 }
             lock.unlock()
             let now = DispatchTime.now().uptimeNanoseconds
             if polled.isEmpty { return }
@@ -237,7 +233,7 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
                                           "bound_s": "\(closeDrainSeconds)"])
                 return
             }
-            fds = polled.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
+            var fds = polled.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
             let ms = Int32(min(100, max(1, (deadline - now) / 1_000_000)))
             _ = posixCall { poll(&fds, nfds_t(fds.count), ms) }
             lock.lock()
@@ -300,6 +296,11 @@ public final class UnixSocketSink: Sink, @unchecked Sendable {
         case .failure(let error):
             if error.code != EAGAIN && error.code != EWOULDBLOCK { client.dropReason = "reading from it failed: \(error)" }
         }
+    }
+
+    /// Flushes every client that has lines queued and is not being dropped (under lock).
+    private func flushPending() {
+        for client in clients where client.dropReason == nil && client.backlog > 0 { flush(client) }
     }
 
     /// Writes as much of a client's backlog as the socket takes without blocking (under lock).

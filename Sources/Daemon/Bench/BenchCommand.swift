@@ -51,7 +51,8 @@ public struct Bench: ParsableCommand {
             let result = Benchmark.run(htsat, runs: runs, warmup: warmup)
             let gflop = Benchmark.flops(htsat.config) / 1e9
             let report = Report(model: model ?? "random weights, full AudioSet architecture", config: htsat.config,
-                                threads: threads, isa: HTSATModel.kernelISA + (bf16 ? "+bf16" : ""), parameters: parameters,
+                                threads: threads, isa: HTSATModel.kernelISA + (bf16 ? "+bf16" : ""),
+                                caches: HTSATModel.kernelCacheShares, parameters: parameters,
                                 loadMs: model == nil ? nil : loadMs, gflop: gflop, result: result,
                                 peakRSS: Benchmark.peakRSSMegabytes())
             print(json ? report.json() : report.table())
@@ -74,6 +75,8 @@ private struct Report {
     let config: HTSATConfig
     let threads: Int
     let isa: String
+    /// The kernels' cache budgets (bytes), which choose their loop orders on this CPU.
+    let caches: (l1: Int, l2: Int)
     let parameters: Int
     let loadMs: Double?
     let gflop: Double
@@ -89,9 +92,6 @@ private struct Report {
         /// "mapped" (a checkpoint file, as the daemon runs it) or "in-memory" (random weights).
         let weights: String
     }
-
-    /// The kernels' cache budgets, which choose their loop orders on this CPU.
-    private var caches: (l1: Int, l2: Int) { HTSATModel.kernelCacheShares }
 
     func json() -> String {
         let r = LineEncoder.rounded
