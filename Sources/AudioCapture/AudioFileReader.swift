@@ -74,6 +74,15 @@ public final class AudioFileReader {
             try self.init(fileDescriptor: 0, name: "-", targetRate: targetRate, chunkFrames: chunkFrames)
             return
         }
+        // Regular files only: opening a FIFO here as well would take a reader away from its writer.
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+            let fd = retryingEINTR { negativeErrno(open(path, O_RDONLY | O_CLOEXEC)) }
+            if fd >= 0 {
+                defer { close(Int32(fd)) }
+                try Self.refuseLoopingHeader(fd: Int32(fd), name: path)
+            }  // else sf_open says why
+        }
         var info = SF_INFO()
         guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
             throw Self.openError(path: path)
@@ -87,10 +96,15 @@ public final class AudioFileReader {
     public convenience init(fileDescriptor fd: Int32, name: String, targetRate: Int, chunkFrames: Int = 32768) throws {
         var info = SF_INFO()
         if lseek(fd, 0, SEEK_CUR) >= 0 {
+            try Self.refuseLoopingHeader(fd: fd, name: name)
             guard let handle = sf_open_fd(fd, Int32(SFM_READ), &info, 0) else { throw Self.openError(path: name) }
             try self.init(handle: handle, info: info, pipe: nil, name: name, targetRate: targetRate, chunkFrames: chunkFrames)
         } else {
             let source = PipeSource(fd: fd)
+            if let problem = WavListGuard.problem(length: nil, readAhead: "first \(source.prefixCapacity >> 20) MB of the pipe",
+                                                  read: source.peek) {
+                throw AudioFileError(path: name, kind: .invalidContents, detail: problem)
+            }
             guard let handle = source.open(info: &info) else {
                 if let readError = source.readError {
                     throw AudioFileError(path: name, kind: .cannotOpen, detail: readError)
@@ -313,6 +327,23 @@ public final class AudioFileReader {
 
     // MARK: Errors and descriptions
 
+    /// Throws when libsndfile would never return from parsing this seekable input's header (see `WavListGuard`).
+    /// Reads with pread from the descriptor's current offset, which is where libsndfile starts, and leaves it there.
+    private static func refuseLoopingHeader(fd: Int32, name: String) throws {
+        var st = stat()
+        let start = lseek(fd, 0, SEEK_CUR)
+        guard fstat(fd, &st) == 0, start >= 0 else { return }  // libsndfile reports it
+        let length = max(Int(st.st_size) - Int(start), 0)
+        let problem = WavListGuard.problem(length: length, readAhead: "file") { offset, count in
+            var bytes = [UInt8](repeating: 0, count: max(0, min(count, length - offset)))
+            let n = bytes.withUnsafeMutableBytes { buffer in
+                retryingEINTR { negativeErrno(pread(fd, buffer.baseAddress, buffer.count, off_t(start) + off_t(offset))) }
+            }
+            return Array(bytes.prefix(max(n, 0)))
+        }
+        if let problem { throw AudioFileError(path: name, kind: .invalidContents, detail: problem) }
+    }
+
     private static func openError(path: String) -> AudioFileError {
         let message = String(cString: sf_strerror(nil))
         switch Int(sf_error(nil)) {
@@ -346,7 +377,7 @@ public final class AudioFileReader {
 /// (e.g. looking for trailing WAV chunks or the last OGG page).
 private final class PipeSource {
     let fd: Int32
-    private let prefixCapacity = 1 << 20
+    let prefixCapacity = 1 << 20
     private let prefix: UnsafeMutableRawPointer
     private var buffered = 0  // bytes held in `prefix` (all consumed bytes while < capacity)
     private var consumed = 0  // bytes taken from the descriptor
@@ -360,6 +391,8 @@ private final class PipeSource {
     /// `tell` calls since the last read or seek: a header parser spinning on a chunk it holds in its cache asks for
     /// the position and nothing else (and grows its chunk list each time: 2 GB in seconds).
     private var idleTells = 0
+    /// `peek` met the end of the stream (or a cancel): reading again would only wait.
+    private var peekedToEnd = false
     /// libsndfile loops on the stream instead of reading it: both counts far beyond what parsing or decoding needs.
     var endless: Bool { shortReads > 64 || idleTells > 100_000 }
 
@@ -395,6 +428,26 @@ private final class PipeSource {
                 Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().tell()
             })
         return sf_open_virtual(&io, Int32(SFM_READ), &info, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Up to `count` bytes at `offset` from the start of the stream, read ahead into the replay prefix without moving
+    /// libsndfile's position (it is served from the prefix later); fewer at the end of the stream, nil past the prefix
+    /// of a stream that goes on.
+    func peek(_ offset: Int, _ count: Int) -> [UInt8]? {
+        let end = offset + count
+        guard offset >= 0, count >= 0 else { return nil }
+        if end > buffered, consumed == buffered, !peekedToEnd {
+            // Past the prefix, fill it: a stream that ends within it has a known end.
+            let want = min(end, prefixCapacity) - buffered
+            let n = readRaw(prefix + buffered, want)
+            peekedToEnd = n < want
+            buffered += n
+            consumed += n
+        }
+        if peekedToEnd && offset >= buffered { return [] }
+        guard end <= prefixCapacity else { return nil }
+        guard offset < buffered else { return [] }
+        return Array(UnsafeRawBufferPointer(start: prefix + offset, count: min(end, buffered) - offset))
     }
 
     /// libsndfile's offset, except once `endless`: then the end of a file of unknown length. Its header parsers
