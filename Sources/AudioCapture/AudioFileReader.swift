@@ -101,15 +101,19 @@ public final class AudioFileReader {
             try self.init(handle: handle, info: info, pipe: nil, name: name, targetRate: targetRate, chunkFrames: chunkFrames)
         } else {
             let source = PipeSource(fd: fd)
-            if let problem = WavListGuard.problem(length: nil, readAhead: "first \(source.prefixCapacity >> 20) MB of the pipe",
-                                                  read: source.peek) {
+            if let problem = WavListGuard.problem(length: nil, read: source.peek) {
                 throw AudioFileError(path: name, kind: .invalidContents, detail: problem)
             }
             guard let handle = source.open(info: &info) else {
                 if let readError = source.readError {
                     throw AudioFileError(path: name, kind: .cannotOpen, detail: readError)
                 }
-                throw Self.openError(path: name)
+                var error = Self.openError(path: name)
+                if source.headerPassedPrefix {
+                    error.detail += " (from a pipe, a WAV header is read within its first \(source.prefixCapacity >> 20) MB; "
+                        + "give the file by its path)"
+                }
+                throw error
             }
             try self.init(handle: handle, info: info, pipe: source, name: name, targetRate: targetRate, chunkFrames: chunkFrames)
         }
@@ -334,7 +338,7 @@ public final class AudioFileReader {
         let start = lseek(fd, 0, SEEK_CUR)
         guard fstat(fd, &st) == 0, start >= 0 else { return }  // libsndfile reports it
         let length = max(Int(st.st_size) - Int(start), 0)
-        let problem = WavListGuard.problem(length: length, readAhead: "file") { offset, count in
+        let problem = WavListGuard.problem(length: length) { offset, count in
             var bytes = [UInt8](repeating: 0, count: max(0, min(count, length - offset)))
             let n = bytes.withUnsafeMutableBytes { buffer in
                 retryingEINTR { negativeErrno(pread(fd, buffer.baseAddress, buffer.count, off_t(start) + off_t(offset))) }
@@ -374,7 +378,7 @@ public final class AudioFileReader {
 /// libsndfile virtual IO over a non-seekable descriptor. libsndfile (FLAC especially) seeks
 /// back to re-read the header; the first `prefixCapacity` bytes are kept so such seeks succeed.
 /// Seeks that would need discarded data fail, which libsndfile tolerates for the probing it does
-/// (e.g. looking for trailing WAV chunks or the last OGG page).
+/// (e.g. the last OGG page). A WAV header is parsed as a file of the prefix's bytes (`headerInPrefix`).
 private final class PipeSource {
     let fd: Int32
     let prefixCapacity = 1 << 20
@@ -393,6 +397,13 @@ private final class PipeSource {
     private var idleTells = 0
     /// `peek` met the end of the stream (or a cancel): reading again would only wait.
     private var peekedToEnd = false
+    /// While libsndfile parses a WAV header: the stream is a file of the prefix's bytes. Reads end at the prefix's
+    /// end, and a seek past the bytes there lands in a hole where reads end, as on a file, instead of failing.
+    /// libsndfile takes virtual IO as seekable, so it seeks past the samples for trailing chunks; when that seek
+    /// failed it parsed the samples as chunks, a walk `WavListGuard` cannot check ahead of it.
+    private var headerInPrefix = false
+    /// The WAV header parse went past the prefix (see `headerInPrefix`): for the error when it fails.
+    private(set) var headerPassedPrefix = false
     /// libsndfile loops on the stream instead of reading it: both counts far beyond what parsing or decoding needs.
     var endless: Bool { shortReads > 64 || idleTells > 100_000 }
 
@@ -427,25 +438,23 @@ private final class PipeSource {
             tell: { user in
                 Unmanaged<PipeSource>.fromOpaque(user!).takeUnretainedValue().tell()
             })
+        headerInPrefix = WavListGuard.isWAV(peek(0, 12))
+        defer { headerInPrefix = false }
         return sf_open_virtual(&io, Int32(SFM_READ), &info, Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// Up to `count` bytes at `offset` from the start of the stream, read ahead into the replay prefix without moving
-    /// libsndfile's position (it is served from the prefix later); fewer at the end of the stream, nil past the prefix
-    /// of a stream that goes on.
-    func peek(_ offset: Int, _ count: Int) -> [UInt8]? {
-        let end = offset + count
-        guard offset >= 0, count >= 0 else { return nil }
+    /// libsndfile's position (it is served from the prefix later); fewer at the end of the stream or of the prefix,
+    /// which is where a WAV header's parse ends (`headerInPrefix`).
+    func peek(_ offset: Int, _ count: Int) -> [UInt8] {
+        let end = min(offset + count, prefixCapacity)
+        guard offset >= 0, offset < end else { return [] }
         if end > buffered, consumed == buffered, !peekedToEnd {
-            // Past the prefix, fill it: a stream that ends within it has a known end.
-            let want = min(end, prefixCapacity) - buffered
-            let n = readRaw(prefix + buffered, want)
-            peekedToEnd = n < want
+            let n = readRaw(prefix + buffered, end - buffered)
+            peekedToEnd = n < end - buffered
             buffered += n
             consumed += n
         }
-        if peekedToEnd && offset >= buffered { return [] }
-        guard end <= prefixCapacity else { return nil }
         guard offset < buffered else { return [] }
         return Array(UnsafeRawBufferPointer(start: prefix + offset, count: min(end, buffered) - offset))
     }
@@ -496,14 +505,16 @@ private final class PipeSource {
                 buffered += n
                 consumed += n
                 if n == 0 { break }
-            } else if position == consumed {
+            } else if position == consumed && !headerInPrefix {
                 let n = readRaw(dst + done, want - done)
                 consumed += n
                 position += n
                 done += n
                 break
             } else {
-                break  // the bytes at `position` were discarded; report a short read
+                // The bytes at `position` were discarded, or lie past a WAV header's prefix: a short read.
+                if headerInPrefix && position >= prefixCapacity { headerPassedPrefix = true }
+                break
             }
         }
         if done < want { shortReads += 1 }
@@ -528,8 +539,13 @@ private final class PipeSource {
             let n = readRaw(prefix + buffered, target - buffered)
             buffered += n
             consumed += n
-            guard consumed == target else { return -1 }
+            guard consumed == target || headerInPrefix else { return -1 }
             position = target
+            return sf_count_t(target)
+        }
+        if headerInPrefix {
+            if target > prefixCapacity { headerPassedPrefix = true }
+            position = target  // a hole (see `headerInPrefix`)
             return sf_count_t(target)
         }
         return -1

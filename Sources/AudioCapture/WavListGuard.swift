@@ -10,15 +10,9 @@
 /// This walks the header the way libsndfile's `wav_read_header` and `wavlike_subchunk_parse` do, with the same 32-bit
 /// arithmetic, and reports the first such skip.
 final class WavListGuard {
-    /// Up to `count` bytes at `offset` from the start of the input, fewer at its end; nil when they lie past what can
-    /// be read ahead (a pipe's replay buffer).
-    typealias Read = (_ offset: Int, _ count: Int) -> [UInt8]?
-
-    /// Thrown by `bytes` when the header runs past what `read` can give.
-    private struct PastReadAhead: Error {}
-    /// Thrown when a stream's header skips past the stream's end. libsndfile's seek fails there and it parses on from
-    /// where it was, as though it had moved: a walk this does not follow, so the header is refused.
-    private struct SkipPastEnd: Error { let offset: Int }
+    /// Up to `count` bytes at `offset` from the start of the input, fewer at its end (for a pipe, the end of what
+    /// libsndfile may parse as its header: see `PipeSource.headerInPrefix`).
+    typealias Read = (_ offset: Int, _ count: Int) -> [UInt8]
     /// Thrown once the walk has read 1 MB, far more than libsndfile's 64-KB header cache lets it read: it has stopped.
     private struct PastHeaderCache: Error {}
 
@@ -29,19 +23,19 @@ final class WavListGuard {
     /// Bytes read so far, against the header cache's bound.
     private var bytesTaken = 0
 
-    /// Why libsndfile would loop on this input's header, or nil. `readAhead` names how far a stream can be checked,
-    /// for the message when the header runs past it.
-    static func problem(length: Int?, readAhead: String, read: @escaping Read) -> String? {
+    /// Why libsndfile would loop on this input's header, or nil.
+    static func problem(length: Int?, read: @escaping Read) -> String? {
         do {
             return try WavListGuard(read: read, length: length).run()
-        } catch is PastHeaderCache {
-            return nil
-        } catch let error as SkipPastEnd {
-            return "its WAV header skips to byte \(error.offset), past the end of the stream: it is corrupt or cut short"
         } catch {
-            return "its WAV header reaches past the \(readAhead), as far as a header can be checked before libsndfile "
-                + "parses it (libsndfile can loop for ever on a corrupt one); give the file by its path instead"
+            return nil  // PastHeaderCache: libsndfile has stopped reading long before
         }
+    }
+
+    /// Whether these first 12 bytes start a WAV (RIFF, RIFX or RF64) file, the kind this checks.
+    static func isWAV(_ head: [UInt8]) -> Bool {
+        head.count >= 12 && ["RIFF", "RIFX", "RF64"].contains(String(decoding: head[0..<4], as: UTF8.self))
+            && String(decoding: head[8..<12], as: UTF8.self) == "WAVE"
     }
 
     private init(read: @escaping Read, length: Int?) {
@@ -51,8 +45,7 @@ final class WavListGuard {
 
     /// The top level, as `wav_read_header` steps through it.
     private func run() throws -> String? {
-        guard let riff = try word(0, marker: true), [fourCC("RIFF"), fourCC("RIFX"), fourCC("RF64")].contains(riff),
-              try word(8, marker: true) == fourCC("WAVE") else { return nil }
+        guard Self.isWAV(try bytes(0, 12)), let riff = try word(0, marker: true) else { return nil }
         bigEndian = riff == fourCC("RIFX")
         let riffSize = try word(4)
         var position = 12
@@ -64,15 +57,17 @@ final class WavListGuard {
             var pad = Int(size & 1)
             switch marker {
             case fourCC("data"):
-                // A stream's header ends here; a file's goes on after the samples (clamped to the file, as there).
-                guard let length, riff != fourCC("RF64") else { return nil }
-                let samples = size == 0 && riffSize == 8 && length > 44 ? length : min(Int(size), max(length - body, 0))
-                position = body + samples + pad
+                // The header goes on after the samples (clamped to the file): libsndfile seeks past them, on a pipe
+                // too. RF64's size is in its ds64 chunk.
+                let end = length ?? Int.max
+                guard riff != fourCC("RF64"), !(size == 0 && riffSize == 8 && end > 44) else { return nil }
+                position = body + min(Int(size), max(end - body, 0)) + pad
                 chunkSize = 0
                 pad = 0
             case fourCC("LIST"), fourCC("INFO"):
                 switch try list(at: body, declared: size) {
-                case .loops(let why): return "its LIST chunk at byte \(position) \(why); libsndfile would loop on it for ever"
+                case .loops(let why):
+                    return "its LIST chunk at byte \(position) \(why): corrupt, and libsndfile can loop on it for ever"
                 case .ends(let end): position = end
                 }
             case fourCC("RIFF"), fourCC("RIFX"):
@@ -88,7 +83,6 @@ final class WavListGuard {
                     // left to check.
                     guard size < 0x8000_0000 else { return nil }
                     position = body + (marker == fourCC("fact") ? max(Int(size), 4) : Int(size))
-                    try landed(position)
                 }
             }
             if let length, Int(chunkSize) >= length || position >= length - 4 { return nil }
@@ -103,10 +97,7 @@ final class WavListGuard {
 
     /// One LIST chunk, as `wavlike_subchunk_parse` reads it: 32-bit counts, and every skip of 2 GB or more refused.
     private func list(at start: Int, declared: UInt32) throws -> ListEnd {
-        if declared <= 8 {  // its "weird length" case: a marker and a skip
-            try landed(start + Int(declared))
-            return .ends(start + Int(declared))
-        }
+        if declared <= 8 { return .ends(start + Int(declared)) }  // its "weird length" case: a marker and a skip
         var chunkLength = declared
         if let length, start + Int(declared) > length {
             chunkLength = UInt32(truncatingIfNeeded: length - start)
@@ -114,10 +105,9 @@ final class WavListGuard {
         var position = start
         var bytesRead: UInt32 = 0
 
-        func skip(_ count: UInt32, _ what: String) throws -> ListEnd? {
-            guard count < 0x8000_0000 else { return .loops("has \(what) of \(count) bytes") }
+        func skip(_ count: UInt32, _ what: @autoclosure () -> String) throws -> ListEnd? {
+            guard count < 0x8000_0000 else { return .loops(what()) }
             position += Int(count)
-            try landed(position)
             return nil
         }
 
@@ -174,11 +164,14 @@ final class WavListGuard {
                 bytesRead &+= 4
                 let padded = size &+ (size & 1)
                 if bytesRead &+ padded > chunkLength { break walk }
-                if let loop = try skip(padded, "a sub-chunk '\(name(marker))'") { return loop }
+                if let loop = try skip(padded, "has a sub-chunk '\(name(marker))' of \(padded) bytes") { return loop }
                 bytesRead &+= padded
             }
         }
-        if chunkLength > bytesRead, let loop = try skip(chunkLength - bytesRead, "a remainder") { return loop }
+        if chunkLength > bytesRead,
+           let loop = try skip(chunkLength - bytesRead, "leaves \(chunkLength - bytesRead) bytes to skip after its entries") {
+            return loop
+        }
         return .ends(position)
     }
 
@@ -201,7 +194,6 @@ final class WavListGuard {
                 size &+= size & 1
                 guard size < 0x8000_0000 else { return .loops("has an exif 'olym' entry of \(size) bytes") }
                 position += Int(size)
-                try landed(position)
                 bytesRead &+= size
             case fourCC("emnt"), fourCC("emdl"), fourCC("ecor"), fourCC("etim"), fourCC("erel"), fourCC("eucm"):
                 guard var size = try word(position) else { break }
@@ -224,17 +216,10 @@ final class WavListGuard {
         return .ends(Int(bytesRead))
     }
 
-    /// Where a skip lands in a stream must hold data (see `SkipPastEnd`); a file's reads there just end.
-    private func landed(_ target: Int) throws {
-        guard length == nil, target > 0 else { return }
-        if try bytes(target - 1, 1).isEmpty { throw SkipPastEnd(offset: target) }
-    }
-
     private func bytes(_ offset: Int, _ count: Int) throws -> [UInt8] {
         bytesTaken += count
         guard bytesTaken <= 1 << 20 else { throw PastHeaderCache() }
-        guard let bytes = read(offset, count) else { throw PastReadAhead() }
-        return bytes
+        return read(offset, count)
     }
 
     /// The 32-bit word at `offset`: a marker in file order, a size in the header's byte order; nil at the end.

@@ -175,11 +175,12 @@ final class AudioFileReaderTests: XCTestCase {
         for (name, data) in [("cut.wav", cut), ("huge-chunk.wav", huge)] {
             try expectRefusedPromptly(name, containing: "No 'data' chunk") { _ = try self.readThroughPipe(data, name: name) }
         }
-        // 118 bytes (a fuzz find) whose 4-GB LIST has a 1.8-GB entry: libsndfile's skip fails on the pipe, it parses on
-        // from where it was, and a later entry's size wraps its count and loops it for ever inside its header cache.
+        // 118 bytes (a fuzz find) whose 4-GB LIST has a 1.8-GB entry: libsndfile's skip failed on the pipe, it parsed on
+        // from where it was, and a later entry's size wrapped its count and looped it for ever inside its header cache.
+        // Now the skip ends the stream, and what the LIST leaves to skip, 2.5 GB, would be a jump back.
         let wraps = Data(base64Encoded: "UklGRnYAAABXQVZFTElTVAD///////////9GbG9hdP///////////+////////////////9XQVZFTElTVAD//////////////////////////////2RzNjT//////////////////8uJAAAAAAAAAP///////w==")!
         XCTAssertEqual(wraps.count, 118)
-        try expectRefusedPromptly("list-wraps.wav", containing: "skips to byte 1816592412, past the end of the stream") {
+        try expectRefusedPromptly("list-wraps.wav", containing: "leaves 2478374648 bytes to skip after its entries") {
             _ = try self.readThroughPipe(wraps, name: "list-wraps.wav")
         }
     }
@@ -234,7 +235,7 @@ final class AudioFileReaderTests: XCTestCase {
             let data = wav(before: list(entries, bigEndian: bigEndian), bigEndian: bigEndian)
             let url = dir.appendingPathComponent(bigEndian ? "loop-rifx.wav" : "loop.wav")
             try data.write(to: url)
-            let text = "its LIST chunk at byte 12 has a sub-chunk 'XXXX' of 4294967288 bytes; libsndfile would loop on it"
+            let text = "its LIST chunk at byte 12 has a sub-chunk 'XXXX' of 4294967288 bytes: corrupt, and libsndfile can loop"
             try expectRefusedPromptly("\(url.lastPathComponent) by path", containing: text) {
                 _ = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
             }
@@ -246,6 +247,19 @@ final class AudioFileReaderTests: XCTestCase {
             try expectRefusedPromptly("\(url.lastPathComponent) from a pipe", containing: text) {
                 _ = try self.readThroughPipe(data, name: url.lastPathComponent)
             }
+        }
+        // The same LIST after the samples: libsndfile seeks past them and parses on, from a pipe too (a fuzz find).
+        let entries = Data("INFO".utf8) + Data("ISFT".utf8) + size(4, bigEndian: false) + Data("abcd".utf8)
+            + Data("XXXX".utf8) + size(0xffff_fff8, bigEndian: false) + Data(count: 80)
+        let trailing = wav(before: Data()) + list(entries)
+        let url = dir.appendingPathComponent("loop-after-data.wav")
+        try trailing.write(to: url)
+        let text = "its LIST chunk at byte 64044 has a sub-chunk 'XXXX' of 4294967288 bytes"
+        try expectRefusedPromptly("loop-after-data.wav by path", containing: text) {
+            _ = try AudioFileReader.readAll(path: url.path, targetRate: 32000)
+        }
+        try expectRefusedPromptly("loop-after-data.wav from a pipe", containing: text) {
+            _ = try self.readThroughPipe(trailing, name: "loop-after-data.wav")
         }
     }
 
@@ -262,13 +276,13 @@ final class AudioFileReaderTests: XCTestCase {
             assertTone(try AudioFileReader.readAll(path: url.path, targetRate: 32000), seconds: 1, amplitude: 0.5)
             assertTone(try readThroughPipe(data, name: url.lastPathComponent), seconds: 1, amplitude: 0.5)
         }
-        // A 2-MB JUNK chunk before 'fmt ': fine by path. A pipe's header can be checked only within the 1-MB replay
-        // buffer (where libsndfile's skip would fail too), so there it is refused with what to do instead.
+        // A 2-MB JUNK chunk before 'fmt ': fine by path. From a pipe the header is parsed within the 1-MB replay buffer,
+        // so there it fails, saying what to do instead.
         let junk = wav(before: Data("JUNK".utf8) + size(2 << 20, bigEndian: false) + Data(count: 2 << 20))
         let url = dir.appendingPathComponent("junk.wav")
         try junk.write(to: url)
         assertTone(try AudioFileReader.readAll(path: url.path, targetRate: 32000), seconds: 1, amplitude: 0.5)
-        try expectRefusedPromptly("junk.wav from a pipe", containing: "give the file by its path instead") {
+        try expectRefusedPromptly("junk.wav from a pipe", containing: "No 'data' chunk marker. (from a pipe, a WAV header is read within its first 1 MB; give the file by its path)") {
             _ = try self.readThroughPipe(junk, name: "junk.wav")
         }
     }
