@@ -105,7 +105,7 @@ final class WavListGuard {
         var position = start
         var bytesRead: UInt32 = 0
 
-        func skip(_ count: UInt32, _ what: @autoclosure () -> String) throws -> ListEnd? {
+        func skip(_ count: UInt32, _ what: @autoclosure () -> String) -> ListEnd? {
             guard count < 0x8000_0000 else { return .loops(what()) }
             position += Int(count)
             return nil
@@ -164,12 +164,12 @@ final class WavListGuard {
                 bytesRead &+= 4
                 let padded = size &+ (size & 1)
                 if bytesRead &+ padded > chunkLength { break walk }
-                if let loop = try skip(padded, "has a sub-chunk '\(name(marker))' of \(padded) bytes") { return loop }
+                if let loop = skip(padded, "has a sub-chunk '\(name(marker))' of \(padded) bytes") { return loop }
                 bytesRead &+= padded
             }
         }
         if chunkLength > bytesRead,
-           let loop = try skip(chunkLength - bytesRead, "leaves \(chunkLength - bytesRead) bytes to skip after its entries") {
+           let loop = skip(chunkLength - bytesRead, "leaves \(chunkLength - bytesRead) bytes to skip after its entries") {
             return loop
         }
         return .ends(position)
