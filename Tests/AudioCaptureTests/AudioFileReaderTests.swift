@@ -200,10 +200,14 @@ final class AudioFileReaderTests: XCTestCase {
         XCTAssertTrue("\(String(describing: outcome))".contains(text), "\(name): \(String(describing: outcome))", line: line)
     }
 
+    /// An integer's bytes in the header's byte order.
+    private func ordered<T: FixedWidthInteger>(_ value: T, bigEndian: Bool) -> Data {
+        withUnsafeBytes(of: bigEndian ? value.bigEndian : value.littleEndian) { Data($0) }
+    }
+
     /// A 32-bit size in the header's byte order.
     private func size(_ value: Int, bigEndian: Bool) -> Data {
-        let v = UInt32(truncatingIfNeeded: value)
-        return withUnsafeBytes(of: bigEndian ? v.bigEndian : v.littleEndian) { Data($0) }
+        ordered(UInt32(truncatingIfNeeded: value), bigEndian: bigEndian)
     }
 
     /// A 16-bit 32-kHz mono WAV (RIFX when `bigEndian`) of 1 s of a 0.5 1-kHz tone, with `chunks` before its 'fmt '.
@@ -211,10 +215,9 @@ final class AudioFileReaderTests: XCTestCase {
         let tone = Signals.sine(frequency: 1000, amplitude: 0.5, rate: 32000, count: 32000)
         var samples = Data()
         for x in tone {
-            let v = UInt16(bitPattern: Int16((x * 32767).rounded()))
-            samples += withUnsafeBytes(of: bigEndian ? v.bigEndian : v.littleEndian) { Data($0) }
+            samples += ordered(Int16((x * 32767).rounded()), bigEndian: bigEndian)
         }
-        func half(_ v: UInt16) -> Data { withUnsafeBytes(of: bigEndian ? v.bigEndian : v.littleEndian) { Data($0) } }
+        func half(_ v: UInt16) -> Data { ordered(v, bigEndian: bigEndian) }
         let fmt = Data("fmt ".utf8) + size(16, bigEndian: bigEndian) + half(1) + half(1) + size(32000, bigEndian: bigEndian)
             + size(64000, bigEndian: bigEndian) + half(2) + half(16)
         let body = Data("WAVE".utf8) + chunks + fmt + Data("data".utf8) + size(samples.count, bigEndian: bigEndian) + samples
@@ -225,14 +228,18 @@ final class AudioFileReaderTests: XCTestCase {
         Data("LIST".utf8) + size(entries.count, bigEndian: bigEndian) + entries
     }
 
+    /// LIST entries that loop libsndfile: 16 bytes of INFO and a tag, then an entry of 0xfffffff8 bytes.
+    private func loopingEntries(bigEndian: Bool = false) -> Data {
+        Data("INFO".utf8) + Data("ISFT".utf8) + size(4, bigEndian: bigEndian) + Data("abcd".utf8)
+            + Data("XXXX".utf8) + size(0xffff_fff8, bigEndian: bigEndian) + Data(count: 80)
+    }
+
     func testListChunksThatLoopLibsndfileAreRefusedByPathByDescriptorAndFromAPipe() throws {
         // libsndfile 1.2 counts a LIST's bytes in 32 bits: an entry of 0xfffffff8 bytes after 16 bytes of others wraps
         // the count past its bounds check, and its skip, an int, is 8 bytes back onto the entry itself. Stock sf_open
         // never returns on either of these 64-KB files.
         for bigEndian in [false, true] {
-            let entries = Data("INFO".utf8) + Data("ISFT".utf8) + size(4, bigEndian: bigEndian) + Data("abcd".utf8)
-                + Data("XXXX".utf8) + size(0xffff_fff8, bigEndian: bigEndian) + Data(count: 80)
-            let data = wav(before: list(entries, bigEndian: bigEndian), bigEndian: bigEndian)
+            let data = wav(before: list(loopingEntries(bigEndian: bigEndian), bigEndian: bigEndian), bigEndian: bigEndian)
             let url = dir.appendingPathComponent(bigEndian ? "loop-rifx.wav" : "loop.wav")
             try data.write(to: url)
             let text = "its LIST chunk at byte 12 has a sub-chunk 'XXXX' of 4294967288 bytes: corrupt, and libsndfile can loop"
@@ -249,9 +256,7 @@ final class AudioFileReaderTests: XCTestCase {
             }
         }
         // The same LIST after the samples: libsndfile seeks past them and parses on, from a pipe too (a fuzz find).
-        let entries = Data("INFO".utf8) + Data("ISFT".utf8) + size(4, bigEndian: false) + Data("abcd".utf8)
-            + Data("XXXX".utf8) + size(0xffff_fff8, bigEndian: false) + Data(count: 80)
-        let trailing = wav(before: Data()) + list(entries)
+        let trailing = wav(before: Data()) + list(loopingEntries())
         let url = dir.appendingPathComponent("loop-after-data.wav")
         try trailing.write(to: url)
         let text = "its LIST chunk at byte 64044 has a sub-chunk 'XXXX' of 4294967288 bytes"
