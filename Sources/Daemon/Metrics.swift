@@ -25,34 +25,37 @@ final class DaemonMetrics: @unchecked Sendable {
 
     init(eventNames: [String], mqtt withMQTT: Bool = false, clips withClips: Bool = false) {
         let r = registry
-        func total(_ name: String, _ help: String) -> Total { Total(r.makeCounter(name: name, help: help)) }
-        windows = total("htsatd_windows_total", "Analysis windows run.")
-        skipped = total("htsatd_windows_skipped_total", "Windows skipped because inference fell behind (not those over a capture gap).")
-        overruns = total("htsatd_capture_overruns_total", "ALSA overruns recovered from.")
-        suspends = total("htsatd_capture_suspends_total", "ALSA suspends (system sleep) recovered from.")
-        reconnects = total("htsatd_device_reconnects_total", "Capture device re-opens after a failure.")
-        gapSeconds = total("htsatd_capture_gap_seconds_total", "Seconds of audio lost and filled with silence.")
-        cpuSeconds = total("htsatd_process_cpu_seconds_total", "User and system CPU time of the process.")
-        inference = r.makeValueHistogram(name: "htsatd_inference_seconds", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-                                         help: "Inference time per window.")
-        clients = r.makeGauge(name: "htsatd_socket_clients", help: "Connected event socket clients.")
-        realTimeFactor = r.makeGauge(name: "htsatd_real_time_factor", help: "Inference time per second of audio (above 1: cannot keep up).")
-        residentBytes = r.makeGauge(name: "htsatd_resident_memory_bytes", help: "Resident set size of the process.")
-        events = Dictionary(eventNames.map { ($0, r.makeCounter(name: "htsatd_events_total", labels: [("event", $0)],
-                                                                  help: "Events started, by event name.")) },
+        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "htsatd", metricName: name, unitName: unit, helpText: help)
+        }
+        func total(_ name: String, _ unit: String, _ help: String) -> Total { Total(r.makeCounter(descriptor: d(name, unit, help))) }
+        windows = total("windows", "total", "Analysis windows run.")
+        skipped = total("windows_skipped", "total", "Windows skipped because inference fell behind (not those over a capture gap).")
+        overruns = total("capture_overruns", "total", "ALSA overruns recovered from.")
+        suspends = total("capture_suspends", "total", "ALSA suspends (system sleep) recovered from.")
+        reconnects = total("device_reconnects", "total", "Capture device re-opens after a failure.")
+        gapSeconds = total("capture_gap_seconds", "total", "Seconds of audio lost and filled with silence.")
+        cpuSeconds = total("process_cpu_seconds", "total", "User and system CPU time of the process.")
+        inference = r.makeValueHistogram(descriptor: d("inference", "seconds", "Inference time per window."),
+                                         buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
+        clients = r.makeGauge(descriptor: d("socket_clients", "", "Connected event socket clients."))
+        realTimeFactor = r.makeGauge(descriptor: d("real_time_factor", "", "Inference time per second of audio (above 1: cannot keep up)."))
+        residentBytes = r.makeGauge(descriptor: d("resident_memory", "bytes", "Resident set size of the process."))
+        events = Dictionary(eventNames.map { ($0, r.makeCounter(descriptor: d("events", "total", "Events started, by event name."),
+                                                                  labels: [("event", $0)])) },
                             uniquingKeysWith: { first, _ in first })
         mqtt = !withMQTT ? nil : (
-            total("htsatd_mqtt_messages_published_total", "MQTT messages the broker acknowledged (sent, at QoS 0)."),
-            total("htsatd_mqtt_messages_dropped_total", "MQTT messages dropped from the full queue (broker unreachable or too slow)."),
-            total("htsatd_mqtt_reconnects_total", "MQTT connections after the first."),
-            r.makeGauge(name: "htsatd_mqtt_queued_messages", help: "MQTT messages waiting for the broker."),
-            r.makeGauge(name: "htsatd_mqtt_connected", help: "1 while connected to the MQTT broker."))
+            total("mqtt_messages_published", "total", "MQTT messages the broker acknowledged (sent, at QoS 0)."),
+            total("mqtt_messages_dropped", "total", "MQTT messages dropped from the full queue (broker unreachable or too slow)."),
+            total("mqtt_reconnects", "total", "MQTT connections after the first."),
+            r.makeGauge(descriptor: d("mqtt_queued_messages", "", "MQTT messages waiting for the broker.")),
+            r.makeGauge(descriptor: d("mqtt_connected", "", "1 while connected to the MQTT broker.")))
         clips = !withClips ? nil : (
-            total("htsatd_clips_written_total", "Event clips written."),
-            total("htsatd_clips_failed_total", "Event clips given up (disk full, I/O error, over the budget, writer too far behind)."),
-            total("htsatd_clip_files_deleted_total", "Clip and picture files deleted by retention."),
-            total("htsatd_clip_bytes_deleted_total", "Bytes of the files retention deleted."),
-            total("htsatd_clip_budget_evictions_total", "Files retention deleted for max_bytes or min_free_percent (not age)."))
+            total("clips_written", "total", "Event clips written."),
+            total("clips_failed", "total", "Event clips given up (disk full, I/O error, over the budget, writer too far behind)."),
+            total("clip_files_deleted", "total", "Clip and picture files deleted by retention."),
+            total("clip_bytes_deleted", "total", "Bytes of the files retention deleted."),
+            total("clip_budget_evictions", "total", "Files retention deleted for max_bytes or min_free_percent (not age)."))
     }
 
     /// One window's inference time.

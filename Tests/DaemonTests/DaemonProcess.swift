@@ -19,8 +19,8 @@ final class DaemonProcess {
     init(_ arguments: [String], in directory: URL, environment extra: [String: String] = [:], stdin: FileHandle? = nil) throws {
         stdoutURL = directory.appendingPathComponent("stdout-\(UUID().uuidString.prefix(6)).txt")
         stderrURL = directory.appendingPathComponent("stderr-\(UUID().uuidString.prefix(6)).txt")
-        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        try Data().write(to: stdoutURL)
+        try Data().write(to: stderrURL)
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             throw XCTSkip("htsatd binary not found at \(Self.binary.path): build it first (swift build --build-tests)")
         }
