@@ -35,6 +35,10 @@ if [ "$(uname -m)" = x86_64 ]; then
   else echo "avx512: skipped, this CPU lacks one of avx512f, avx512vl, avx512bw, avx512dq"; fi
 fi
 
+# The per-layer benchmark builds and runs (one timed run of each layer, on the pool's 2 threads), so that it stays usable.
+scripts/bench-kernels.sh 2 1 >"$OUT/kernel_bench.log" || { cat "$OUT/kernel_bench.log" >&2; echo "error: kernel_bench failed" >&2; exit 1; }
+echo "kernel_bench: $(tail -1 "$OUT/kernel_bench.log")"
+
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null && [ -d /usr/aarch64-linux-gnu/include ]; then
   objs=()
   for f in "${SRC[@]}"; do
