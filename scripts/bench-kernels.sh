@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=Sources/CHTSATKernels
-CLANG=${CLANG:-$(command -v clang || true)}
-[ -n "$CLANG" ] || CLANG=$(dirname "$(command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)")/clang
-[ -x "$CLANG" ] || { echo "error: no clang (PATH, next to swift, or CLANG=...)" >&2; exit 1; }
+. scripts/find-clang.sh
 mkdir -p .build-kernels/native
 "$CLANG" -O2 -Wall -Wextra -Werror -I"$K/include" Tests/KernelCheck/kernel_bench.c "$K/kernels.c" "$K/pool.c" \
   -lopenblas -lm -lpthread -o .build-kernels/native/kernel_bench

@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 K=Sources/CHTSATKernels
 SRC=(Tests/KernelCheck/kernel_check.c "$K/kernels.c" "$K/pool.c")
-CLANG=${CLANG:-$(command -v clang || true)}
-[ -n "$CLANG" ] || CLANG=$(dirname "$(command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)")/clang
-[ -x "$CLANG" ] || { echo "error: no clang (PATH, next to swift, or CLANG=...)" >&2; exit 1; }
+. scripts/find-clang.sh
 OUT=.build-kernels
 mkdir -p "$OUT/native" "$OUT/aarch64"
 

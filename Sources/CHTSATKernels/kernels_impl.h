@@ -441,7 +441,7 @@ static v16 HK_FN(softmax_columns)(float *s, const float *bias, const float *mask
     if (HK_AVX2) {
         // AVX2's 16 registers hold exp's constants and the maximum but not a running sum too: it spilled, and each
         // row waited for it through a store-to-load forward. Summed in a pass of its own, the exp loop carries
-        // nothing (attention 7.6 -> 6.9 ms a window). The baseline's 4-register vectors run faster the other way.
+        // nothing (attention 7.6 -> 7.0 ms a window). The baseline's 4-register vectors run faster the other way.
         for (int j = 0; j < np; j++) store(s + j * 16, HK_FN(vexp_le)(load(s + j * 16) - max));
         v16 even = splat(0), odd = splat(0);
         for (int j = 0; j < np; j += 2) even += load(s + j * 16), odd += load(s + (j + 1) * 16);

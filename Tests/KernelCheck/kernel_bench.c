@@ -66,9 +66,7 @@ static double best(job j) {
 static double total_ours, total_blas;
 
 static void row(const char *name, double ours, double blas, double gflop, int times) {
-    printf("  %-22s %8.3f %8.3f", name, ours, blas);
-    if (blas > 0) printf("   %5.3f  %6.1f GFLOP/s", ours / blas, gflop / ours * 1e3);
-    printf("\n");
+    printf("  %-22s %8.3f %8.3f   %5.3f  %6.1f GFLOP/s\n", name, ours, blas, ours / blas, gflop / ours * 1e3);
     total_ours += ours * times;
     total_blas += blas * times;
 }
