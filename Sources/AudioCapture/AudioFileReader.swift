@@ -443,6 +443,16 @@ private final class PipeSource {
         return sf_open_virtual(&io, Int32(SFM_READ), &info, Unmanaged.passUnretained(self).toOpaque())
     }
 
+    /// Reads up to `count` more bytes of the stream into the replay prefix, which holds every byte read so far (the
+    /// callers check that `consumed == buffered`); returns how many came.
+    @discardableResult
+    private func fillPrefix(_ count: Int) -> Int {
+        let n = readRaw(prefix + buffered, count)
+        buffered += n
+        consumed += n
+        return n
+    }
+
     /// Up to `count` bytes at `offset` from the start of the stream, read ahead into the replay prefix without moving
     /// libsndfile's position (it is served from the prefix later); fewer at the end of the stream or of the prefix,
     /// which is where a WAV header's parse ends (`headerInPrefix`).
@@ -450,10 +460,8 @@ private final class PipeSource {
         let end = min(offset + count, prefixCapacity)
         guard offset >= 0, offset < end else { return [] }
         if end > buffered, consumed == buffered, !peekedToEnd {
-            let n = readRaw(prefix + buffered, end - buffered)
-            peekedToEnd = n < end - buffered
-            buffered += n
-            consumed += n
+            let want = end - buffered
+            peekedToEnd = fillPrefix(want) < want
         }
         guard offset < buffered else { return [] }
         return Array(UnsafeRawBufferPointer(start: prefix + offset, count: min(end, buffered) - offset))
@@ -501,10 +509,7 @@ private final class PipeSource {
                 done += n
             } else if position == consumed && consumed < prefixCapacity {
                 // Still filling the replay prefix: read into it, then copy out.
-                let n = readRaw(prefix + buffered, min(want - done, prefixCapacity - buffered))
-                buffered += n
-                consumed += n
-                if n == 0 { break }
+                if fillPrefix(min(want - done, prefixCapacity - buffered)) == 0 { break }
             } else if position == consumed && !headerInPrefix {
                 let n = readRaw(dst + done, want - done)
                 consumed += n
@@ -536,9 +541,7 @@ private final class PipeSource {
         }
         // Forward into the not-yet-read part of the prefix: read it in.
         if target > consumed && target <= prefixCapacity && consumed == buffered {
-            let n = readRaw(prefix + buffered, target - buffered)
-            buffered += n
-            consumed += n
+            fillPrefix(target - buffered)
             guard consumed == target || headerInPrefix else { return -1 }
             position = target
             return sf_count_t(target)
